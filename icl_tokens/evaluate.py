@@ -1,0 +1,529 @@
+"""Scoring under knockouts, with two engines that give the same answers.
+
+* ``engine="naive"``: every forward runs the whole prompt (and, when generating, the whole
+  prompt plus the tokens generated so far): the reference implementation.
+* ``engine="cached"``: the demonstration prefix (BOS + instruction + demonstrations) runs once;
+  its key/value cache (a ``transformers`` ``DynamicCache`` fed back through the bridge's
+  ``past_key_values``) serves every test example and condition; only the test suffix runs, and
+  logits are computed only where they are scored. Valid only while the demonstration
+  representations are unchanged: masks whose restricted queries include demonstration tokens
+  are refused.
+
+The naive engine batches prompts of any lengths with left padding (a 2-D attention mask gives
+the bridge the right position ids), so every row's last column is its last real token and
+generation appends in lock-step. The cached engine batches rows whose suffixes have the same
+length (every condition of one test example, plus other examples of that length): padding
+between a cached prefix and the suffix would shift the column distances that sliding-window
+layers measure.
+
+Scoring (paper-spec §5):
+
+* ``generate`` (primary): greedy decoding with the same knockout on every generated token; the
+  first word of the continuation up to the first newline, stripped of surrounding ASCII
+  punctuation, must equal the gold label word (case-sensitive).
+* ``label`` (secondary): argmax over label words of the teacher-forced log-probability of
+  ``separator + label`` (all of its tokens) after the prompt.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from .categorize import TokenizedPrompt, categorize, label_token_ids
+from .episodes import Episode
+from .hooks import attention_knockout
+from .masks import ZERO_SHOT, Knockout, condition_knockout, resolve_condition
+from .prompts import build_prompt
+from .tasks import TaskSpec
+
+__all__ = [
+    "Job",
+    "RowResult",
+    "ENGINES",
+    "SCORINGS",
+    "parse_prediction",
+    "score_jobs",
+    "make_jobs",
+    "evaluate_episode",
+    "greedy_generate",
+]
+
+ENGINES = ("cached", "naive")
+SCORINGS = ("generate", "label")
+
+
+@dataclass
+class Job:
+    """One (prompt, knockout) pair to score."""
+
+    tp: TokenizedPrompt
+    knockout: Knockout | None
+    condition: str
+    labels: dict[str, list[int]]
+
+    @property
+    def n(self) -> int:
+        return len(self.tp)
+
+
+@dataclass
+class RowResult:
+    """The outcome of one job."""
+
+    example_id: str
+    condition: str
+    gold: str
+    label_scores: dict[str, float]
+    label_prediction: str
+    continuation: str | None = None
+    generated_ids: list[int] = field(default_factory=list)
+    gen_prediction: str | None = None
+    n_tokens: int = 0
+
+    @property
+    def label_correct(self) -> bool:
+        return self.label_prediction == self.gold
+
+    @property
+    def gen_correct(self) -> bool:
+        return self.gen_prediction == self.gold
+
+    def valid(self, label_words: Sequence[str]) -> bool:
+        """Whether the generated word is one of the label words."""
+        return self.gen_prediction in label_words
+
+    def prediction(self, scoring: str) -> str:
+        if scoring == "generate":
+            return self.gen_prediction or ""
+        return self.label_prediction
+
+    def correct(self, scoring: str) -> bool:
+        return self.gen_correct if scoring == "generate" else self.label_correct
+
+
+def parse_prediction(continuation: str) -> str:
+    """First word of ``continuation`` up to the first newline, ASCII punctuation stripped.
+
+    >>> parse_prediction(" Positive.\\n\\nReview:")
+    'Positive'
+    >>> parse_prediction("\\nPositive")
+    ''
+    """
+    line = continuation.split("\n", 1)[0].strip()
+    if not line:
+        return ""
+    return line.split()[0].strip(string.punctuation)
+
+
+# --------------------------------------------------------------------------------------- batches
+def _row_mask(
+    ko: Knockout | None, q_pos: np.ndarray, k_pos: np.ndarray, total: int
+) -> np.ndarray:
+    """Mask rows for absolute query positions ``q_pos`` over key columns ``k_pos`` (-1 = pad)."""
+    out = np.zeros((len(q_pos), len(k_pos)), dtype=bool)
+    if ko is None or ko.is_empty:
+        return out
+    vq = q_pos >= 0
+    vk = k_pos >= 0
+    if not vq.any():
+        return out
+    rows = ko.rows(q_pos[vq], total).numpy()  # [q_valid, total]
+    out[np.ix_(vq, vk)] = rows[:, k_pos[vk]]
+    return out
+
+
+class _Batch:
+    """Rows run together: the part to run (whole prompt or suffix) left-padded, plus tokens
+    appended in lock-step (generated or teacher-forced)."""
+
+    def __init__(
+        self,
+        model: Any,
+        jobs: Sequence[Job],
+        *,
+        pad_id: int,
+        prefix: tuple[int, list[tuple[Tensor, Tensor]]] | None,
+        knockout_kw: dict[str, Any],
+    ) -> None:
+        self.model = model
+        self.jobs = list(jobs)
+        self.pad_id = pad_id
+        self.kw = knockout_kw
+        self.lp = prefix[0] if prefix else 0
+        self.prefix_kv = prefix[1] if prefix else None
+        self.appended: list[list[int]] = [[] for _ in jobs]
+        self.cache: Any = None
+        self.started = False
+        run_parts = [j.tp.input_ids[self.lp :] for j in self.jobs]
+        self.width = max(len(p) for p in run_parts)
+        self.pads = [self.width - len(p) for p in run_parts]
+        self.hook_calls = 0
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.model.cfg.device)
+
+    def _positions(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """Absolute prompt positions of every key column and of the run columns of row ``r``."""
+        n = self.jobs[r].n
+        g = len(self.appended[r])
+        run = np.concatenate([np.full(self.pads[r], -1), np.arange(self.lp, n + g)])
+        keys = np.concatenate([np.arange(self.lp), run])
+        return keys, run
+
+    def _forward(self, ids: Tensor, attn: Tensor, q_cols: list[np.ndarray], keep: int) -> Tensor:
+        masks = []
+        for r, job in enumerate(self.jobs):
+            keys, _ = self._positions(r)
+            masks.append(_row_mask(job.knockout, q_cols[r], keys, job.n + len(self.appended[r])))
+        mask = torch.from_numpy(np.stack(masks))
+        kwargs: dict[str, Any] = {"attention_mask": attn, "logits_to_keep": keep}
+        if self.cache is not None:
+            kwargs["past_key_values"] = self.cache
+        if bool(mask.any()):
+            with attention_knockout(self.model, mask, **self.kw) as ko:
+                logits = self.model(ids, **kwargs)
+            if ko.calls == 0:
+                raise RuntimeError("knockout hooks never fired: the intervention was a no-op.")
+            self.hook_calls += ko.calls
+        else:
+            logits = self.model(ids, **kwargs)
+        return logits[:, -keep:, :]
+
+    def _new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        if self.prefix_kv is None:
+            return DynamicCache() if self.lp == 0 and self._use_cache else None
+        b = len(self.jobs)
+        return DynamicCache(
+            ddp_cache_data=[
+                (k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in self.prefix_kv
+            ]
+        )
+
+    _use_cache = False
+
+    def start(self, forced: Sequence[Sequence[int]] | None = None, keep: int = 1) -> Tensor:
+        """First forward: the run part (+ ``forced`` tokens); logits at the last ``keep`` columns."""
+        if forced is not None:
+            lens = {len(f) for f in forced}
+            if len(lens) != 1:
+                raise ValueError("teacher-forced continuations in one batch must share a length.")
+            self.appended = [list(f) for f in forced]
+        b = len(self.jobs)
+        rows, attn_rows, q_cols = [], [], []
+        for r, job in enumerate(self.jobs):
+            part = job.tp.input_ids[self.lp :] + self.appended[r]
+            rows.append([self.pad_id] * self.pads[r] + part)
+            attn_rows.append([1] * self.lp + [0] * self.pads[r] + [1] * len(part))
+            q_cols.append(self._positions(r)[1])
+        ids = torch.tensor(rows, dtype=torch.long, device=self.device)
+        attn = torch.tensor(attn_rows, dtype=torch.long, device=self.device)
+        self.cache = self._new_cache()
+        self._attn = attn
+        out = self._forward(ids, attn, q_cols, keep)
+        self.started = True
+        assert out.shape[0] == b
+        return out
+
+    def extend(self, tokens: Sequence[int]) -> Tensor:
+        """Append one token per row and return the next logits ``[batch, vocab]``."""
+        for r, t in enumerate(tokens):
+            self.appended[r].append(int(t))
+        if self.cache is None:  # naive: rerun everything
+            self.cache = None
+            return self.start(forced=None, keep=1)[:, -1]
+        ids = torch.tensor([[int(t)] for t in tokens], dtype=torch.long, device=self.device)
+        self._attn = torch.cat(
+            [self._attn, torch.ones(len(tokens), 1, dtype=torch.long, device=self.device)], 1
+        )
+        q_cols = [np.array([self.jobs[r].n + len(self.appended[r]) - 1]) for r in range(len(tokens))]
+        return self._forward(ids, self._attn, q_cols, 1)[:, -1]
+
+
+class _CachedBatch(_Batch):
+    _use_cache = True
+
+
+# --------------------------------------------------------------------------------------- engines
+def _prefix_kv(model: Any, ids: list[int]) -> list[tuple[Tensor, Tensor]]:
+    """Run the demonstration prefix once (batch 1) and return its per-layer keys/values."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    x = torch.tensor([ids], dtype=torch.long, device=torch.device(model.cfg.device))
+    model(x, past_key_values=cache, logits_to_keep=1)
+    kv = [(layer.keys, layer.values) for layer in cache.layers]
+    if not kv or any(k is None or k.shape[-2] != len(ids) for k, _ in kv):
+        got = [None if k is None else k.shape[-2] for k, _ in kv]
+        raise RuntimeError(
+            f"the bridge's KV cache did not fill ({got} cached positions, expected {len(ids)} per "
+            "layer). This is the silent failure of transformer-lens 4.3.0 with transformers "
+            "5.24.0: install transformers==5.23.0 or use engine='naive'."
+        )
+    return kv
+
+
+def _group_cached(jobs: Sequence[Job]) -> dict[tuple[int, ...], list[int]]:
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, job in enumerate(jobs):
+        tp = job.tp
+        lp = tp.prefix_len
+        if not tp.clean_prefix_boundary:
+            raise ValueError(
+                f"example {tp.prompt.test.id}: a token straddles the start of the test example, "
+                "so the demonstration prefix cannot be cached; use engine='naive'."
+            )
+        if job.knockout is not None:
+            fq = job.knockout.first_query
+            if fq is not None and fq < lp:
+                raise ValueError(
+                    f"condition {job.condition!r} restricts queries inside the demonstrations "
+                    f"(position {fq} < prefix length {lp}): it changes demonstration "
+                    "representations, so engine='cached' cannot reuse the prefix cache; use "
+                    "engine='naive'."
+                )
+        groups.setdefault(tuple(tp.input_ids[:lp]), []).append(i)
+    return groups
+
+
+def _chunks(idx: Sequence[int], size: int) -> Iterable[list[int]]:
+    for s in range(0, len(idx), size):
+        yield list(idx[s : s + size])
+
+
+def _make_batches(
+    model: Any, jobs: Sequence[Job], engine: str, batch_size: int,
+    prefix_cache: dict[tuple[int, ...], Any],
+) -> Iterable[tuple[list[int], type[_Batch], tuple[int, list[tuple[Tensor, Tensor]]] | None]]:
+    """Yield (job indices, batch class, prefix) triples; rows sorted by length."""
+    if engine == "naive":
+        order = sorted(range(len(jobs)), key=lambda i: jobs[i].n)
+        for idx in _chunks(order, batch_size):
+            yield idx, _Batch, None
+        return
+    if engine != "cached":
+        raise ValueError(f"unknown engine {engine!r}; use one of {ENGINES}.")
+    for prefix_ids, members in _group_cached(jobs).items():
+        prefix = None
+        if prefix_ids:
+            if prefix_ids not in prefix_cache:
+                prefix_cache[prefix_ids] = (len(prefix_ids), _prefix_kv(model, list(prefix_ids)))
+            prefix = prefix_cache[prefix_ids]
+        # Rows of one cached batch share their suffix length: padding between the cached prefix
+        # and the suffix would shift column distances, which sliding-window layers (Gemma-3)
+        # measure in columns. The conditions of one example always share it.
+        by_len: dict[int, list[int]] = {}
+        for i in members:
+            by_len.setdefault(jobs[i].n, []).append(i)
+        for n in sorted(by_len):
+            for idx in _chunks(by_len[n], batch_size):
+                yield idx, _CachedBatch, prefix
+
+
+def _label_scores(
+    model: Any, jobs: Sequence[Job], idx: list[int], first: Float[Tensor, "b vocab"],
+    factory: Callable[[list[int]], _Batch],
+) -> list[dict[str, float]]:
+    """Sum of log-probs of every label's tokens; multi-token labels need a forced pass."""
+    logp = torch.log_softmax(first.float(), dim=-1)
+    scores: list[dict[str, float]] = []
+    multi: dict[int, list[tuple[int, str]]] = {}
+    for r, i in enumerate(idx):
+        s = {}
+        for word, toks in jobs[i].labels.items():
+            s[word] = float(logp[r, toks[0]])
+            if len(toks) > 1:
+                multi.setdefault(len(toks), []).append((r, word))
+        scores.append(s)
+    for m, pairs in multi.items():
+        batch = factory([idx[r] for r, _ in pairs])
+        forced = [jobs[idx[r]].labels[w][:-1] for r, w in pairs]
+        logits = batch.start(forced=forced, keep=m)  # positions n-1 .. n+m-2
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        for b, (r, w) in enumerate(pairs):
+            toks = jobs[idx[r]].labels[w]
+            scores[r][w] = float(sum(lp[b, t, toks[t]] for t in range(m)))
+    return scores
+
+
+@torch.no_grad()
+def score_jobs(
+    model: Any,
+    tokenizer: Any,
+    jobs: Sequence[Job],
+    *,
+    scoring: str = "generate",
+    engine: str = "cached",
+    batch_size: int = 16,
+    layers: Iterable[int] | None = None,
+    heads: Sequence[int] | None = None,
+    mode: str = "scores",
+    max_new_tokens: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    prefix_cache: dict[tuple[int, ...], Any] | None = None,
+) -> list[RowResult]:
+    """Score every job (label scores always; greedy generation when ``scoring="generate"``).
+
+    Args:
+        model: A ``TransformerBridge``.
+        tokenizer: Its HF fast tokenizer (for decoding and the pad id).
+        jobs: From :func:`make_jobs`.
+        scoring: ``"generate"`` or ``"label"``.
+        engine: ``"cached"`` or ``"naive"``.
+        batch_size: Rows per forward.
+        layers, heads, mode: Passed to :func:`icl_tokens.hooks.attention_knockout`.
+        max_new_tokens: Default: longest label (tokens, in context) + 2.
+        progress: Called with the number of rows finished after each batch.
+        prefix_cache: Reuse demonstration-prefix caches across calls (keyed by prefix ids);
+            only for the cached engine, and only while the model and its weights are unchanged.
+    """
+    if not jobs:
+        return []
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; use one of {SCORINGS}.")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1.")
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    kw = {"layers": layers, "heads": heads, "mode": mode}
+    results: list[RowResult | None] = [None] * len(jobs)
+    if max_new_tokens is None:
+        max_new_tokens = max(len(t) for j in jobs for t in j.labels.values()) + 2
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    for j in jobs:
+        if n_ctx and j.n + max_new_tokens > n_ctx:
+            raise ValueError(
+                f"example {j.tp.prompt.test.id}: prompt of {j.n} tokens + {max_new_tokens} new "
+                f"tokens exceeds the model's context of {n_ctx}; use fewer or shorter "
+                "demonstrations (k) — nothing is truncated."
+            )
+    eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for idx, cls, prefix in _make_batches(model, jobs, engine, batch_size,
+                                             {} if prefix_cache is None else prefix_cache):
+        def make(sub_idx: list[int], cls: type[_Batch] = cls, prefix: Any = prefix) -> _Batch:
+            return cls(model, [jobs[i] for i in sub_idx], pad_id=pad_id, prefix=prefix,
+                       knockout_kw=kw)
+        batch = make(idx)
+        first = batch.start()[:, -1]
+        label_scores = _label_scores(model, jobs, idx, first, make)
+        gens: list[list[int]] = [[] for _ in idx]
+        if scoring == "generate":
+            gens = _greedy(batch, first, max_new_tokens, tokenizer, eos)
+        for r, i in enumerate(idx):
+            s = label_scores[r]
+            best = max(s, key=lambda w: s[w])
+            res = RowResult(
+                example_id=jobs[i].tp.prompt.test.id, condition=jobs[i].condition,
+                gold=jobs[i].tp.prompt.gold, label_scores=s, label_prediction=best,
+                n_tokens=jobs[i].n,
+            )
+            if scoring == "generate":
+                text = tokenizer.decode(gens[r], skip_special_tokens=True)
+                res.continuation = text
+                res.generated_ids = gens[r]
+                res.gen_prediction = parse_prediction(text)
+            results[i] = res
+        if progress is not None:
+            progress(len(idx))
+    return [r for r in results if r is not None]
+
+
+def _greedy(
+    batch: _Batch, first: Tensor, max_new: int, tokenizer: Any, eos: set[int]
+) -> list[list[int]]:
+    """Greedy decoding in lock-step; stops once every row produced a newline or EOS."""
+    b = first.shape[0]
+    out: list[list[int]] = [[] for _ in range(b)]
+    done = [False] * b
+    logits = first
+    for step in range(max_new):
+        nxt = logits.argmax(-1).tolist()
+        for r, t in enumerate(nxt):
+            if not done[r]:
+                out[r].append(int(t))
+                if t in eos or "\n" in tokenizer.decode([t]):
+                    done[r] = True
+        if all(done) or step == max_new - 1:
+            break
+        logits = batch.extend(nxt)
+    return out
+
+
+@torch.no_grad()
+def greedy_generate(
+    model: Any, tokenizer: Any, tp: TokenizedPrompt, max_new_tokens: int,
+    knockout: Knockout | None = None, engine: str = "naive",
+) -> list[int]:
+    """Greedy continuation of one categorized prompt (stops early at a newline or EOS)."""
+    job = Job(tp, knockout, "custom", {"_": [0]})
+    res = score_jobs(model, tokenizer, [job], scoring="generate", engine=engine,
+                     max_new_tokens=max_new_tokens)
+    return res[0].generated_ids
+
+
+# --------------------------------------------------------------------------------------- jobs
+def make_jobs(
+    task: TaskSpec,
+    tokenizer: Any,
+    episode: Episode,
+    conditions: Sequence[str],
+    *,
+    stopword_variant: str = "paper",
+    hide_bos: bool = False,
+    query_scope: str = "test",
+) -> list[Job]:
+    """Build the prompts of one episode and a job per (test example, condition)."""
+    conds = [resolve_condition(c) for c in conditions]
+    jobs: list[Job] = []
+    for test in episode.tests:
+        icl_tp = None
+        for cond in conds:
+            if cond == ZERO_SHOT:
+                tp = categorize(build_prompt(task, [], test), tokenizer,
+                                stopword_variant=stopword_variant)
+                ko = None
+            else:
+                if icl_tp is None:
+                    icl_tp = categorize(build_prompt(task, episode.demos, test), tokenizer,
+                                        stopword_variant=stopword_variant)
+                tp = icl_tp
+                ko = condition_knockout(tp, cond, hide_bos=hide_bos, query_scope=query_scope)
+                if ko.is_empty:
+                    ko = None
+            labels = label_token_ids(task, tokenizer, tp.prompt.text)
+            jobs.append(Job(tp, ko, cond, labels))
+    return jobs
+
+
+def evaluate_episode(
+    model: Any,
+    tokenizer: Any,
+    task: TaskSpec,
+    episode: Episode,
+    conditions: Sequence[str],
+    *,
+    scoring: str = "generate",
+    engine: str = "cached",
+    batch_size: int = 16,
+    stopword_variant: str = "paper",
+    hide_bos: bool = False,
+    query_scope: str = "test",
+    layers: Iterable[int] | None = None,
+    heads: Sequence[int] | None = None,
+    mode: str = "scores",
+) -> list[RowResult]:
+    """Build and score every (test example, condition) of one episode."""
+    jobs = make_jobs(task, tokenizer, episode, conditions, stopword_variant=stopword_variant,
+                     hide_bos=hide_bos, query_scope=query_scope)
+    return score_jobs(model, tokenizer, jobs, scoring=scoring, engine=engine,
+                      batch_size=batch_size, layers=layers, heads=heads, mode=mode)

@@ -1,0 +1,344 @@
+"""Task specifications as data: instruction, templates, label words, stopword lists.
+
+The six paper tasks live in ``data/tasks/<name>.json`` (paper Tables 11 and 12). A new task is a
+few lines::
+
+    >>> from icl_tokens.tasks import TaskSpec
+    >>> spec = TaskSpec(
+    ...     name="toy", instruction="Classify the sentences into Yes and No.",
+    ...     input_template="Sentence: {text}\\n", output_template="Answer: {label}\\n\\n",
+    ...     label_words=("Yes", "No"), label_map={"1": "Yes", "0": "No"},
+    ...     stopwords=("the", ".", "\\n"))
+    >>> spec.output_prefix
+    'Answer:'
+
+Every definition is validated on construction; a bad one raises :class:`TaskDefinitionError`
+naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = [
+    "Example",
+    "TaskSpec",
+    "TaskDefinitionError",
+    "TemplatePiece",
+    "PAPER_TASKS",
+    "STOPWORD_VARIANTS",
+    "data_root",
+    "load_task",
+    "list_tasks",
+    "nltk_stopwords",
+]
+
+PAPER_TASKS: tuple[str, ...] = ("sst2", "agnews", "trec", "dbpedia", "rte", "cb")
+STOPWORD_VARIANTS: tuple[str, ...] = ("paper", "nltk")
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class TaskDefinitionError(ValueError):
+    """A task definition is invalid (missing placeholder, duplicate label word, ...)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One dataset row.
+
+    Args:
+        id: Stable identifier, e.g. ``"test:17"`` (split name and row index in the source).
+        inputs: Field name to text, e.g. ``{"text": ...}`` or ``{"hypothesis": ..., "premise": ...}``.
+        label: The raw dataset label as a string (``"1"``, ``"entailment"``, ``"NUM"``, ...).
+    """
+
+    id: str
+    inputs: Mapping[str, str]
+    label: str
+
+
+@dataclass(frozen=True)
+class TemplatePiece:
+    """A template split into literal text and placeholders: ``kind`` is ``"literal"`` or ``"field"``."""
+
+    kind: str
+    value: str
+
+
+def data_root() -> Path:
+    """Folder holding ``tasks/`` and ``stopwords/`` (``$ICL_TOKENS_TASKS_DIR`` overrides it)."""
+    env = os.environ.get("ICL_TOKENS_TASKS_DIR")
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parent.parent / "data"
+    if not (root / "tasks").is_dir():
+        raise FileNotFoundError(
+            f"task definitions not found at {root / 'tasks'}; install icl_tokens from its source "
+            "checkout (`pip install -e .`) or set ICL_TOKENS_TASKS_DIR to a folder with tasks/ "
+            "and stopwords/."
+        )
+    return root
+
+
+def nltk_stopwords() -> tuple[str, ...]:
+    """The NLTK variant (paper Appendix B): 127 NLTK words + ``string.punctuation`` + ``\\n``."""
+    path = data_root() / "stopwords" / "nltk.txt"
+    words = [
+        line.strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return tuple(words) + tuple(string.punctuation) + ("\n",)
+
+
+def parse_template(template: str) -> tuple[TemplatePiece, ...]:
+    """Split ``"Review: {text}\\n"`` into literal and field pieces (no format-spec support)."""
+    pieces: list[TemplatePiece] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(template):
+        if m.start() > pos:
+            pieces.append(TemplatePiece("literal", template[pos : m.start()]))
+        pieces.append(TemplatePiece("field", m.group(1)))
+        pos = m.end()
+    if pos < len(template):
+        pieces.append(TemplatePiece("literal", template[pos:]))
+    stray = [p.value for p in pieces if p.kind == "literal" and ("{" in p.value or "}" in p.value)]
+    if stray:
+        raise TaskDefinitionError(
+            f"template {template!r} has a brace that is not a placeholder ({stray[0]!r}); "
+            "placeholders look like {text} (letters, digits, underscore)."
+        )
+    return tuple(pieces)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A classification task in the paper's prompt format.
+
+    Args:
+        name: Short identifier.
+        instruction: The task instruction ``I`` (``instruction_suffix`` is appended).
+        input_template: ``T_in`` with one ``{field}`` per input field, e.g. ``"Review: {text}\\n"``.
+        output_template: ``T_out`` with exactly one ``{label}``, e.g. ``"Sentiment: {label}\\n\\n"``.
+        label_words: The verbalizers, unique.
+        label_map: Raw dataset label (as a string) to label word.
+        stopwords: The task's stopword list (paper Table 12): words (matched case-insensitively,
+            whole words) and punctuation characters; ``"\\n"`` marks newlines as stopwords.
+        input_fields: Field names in template order; derived from ``input_template`` if empty.
+        instruction_suffix: Separator after the instruction (``"\\n\\n"`` in the paper).
+        description: Free text.
+    """
+
+    name: str
+    instruction: str
+    input_template: str
+    output_template: str
+    label_words: tuple[str, ...]
+    label_map: Mapping[str, str]
+    stopwords: tuple[str, ...]
+    input_fields: tuple[str, ...] = ()
+    instruction_suffix: str = "\n\n"
+    description: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label_words", tuple(self.label_words))
+        object.__setattr__(self, "stopwords", tuple(self.stopwords))
+        object.__setattr__(self, "label_map", {str(k): v for k, v in dict(self.label_map).items()})
+        in_fields = tuple(p.value for p in self.input_pieces if p.kind == "field")
+        if not self.input_fields:
+            object.__setattr__(self, "input_fields", in_fields)
+        else:
+            object.__setattr__(self, "input_fields", tuple(self.input_fields))
+        self._validate(in_fields)
+
+    # ----------------------------------------------------------------------------- validation
+    def _validate(self, in_fields: tuple[str, ...]) -> None:
+        where = f"task {self.name!r}"
+        if not self.name or not re.fullmatch(r"[A-Za-z0-9_\-]+", self.name):
+            raise TaskDefinitionError(f"{where}: name must be letters, digits, '_' or '-'.")
+        if not in_fields:
+            raise TaskDefinitionError(
+                f"{where}: input_template {self.input_template!r} has no placeholder; add one, "
+                "e.g. 'Review: {text}\\n'."
+            )
+        if len(set(in_fields)) != len(in_fields):
+            raise TaskDefinitionError(f"{where}: input_template repeats a placeholder: {in_fields}.")
+        if "label" in in_fields:
+            raise TaskDefinitionError(
+                f"{where}: input_template may not use {{label}}; it belongs in output_template."
+            )
+        if set(self.input_fields) != set(in_fields):
+            raise TaskDefinitionError(
+                f"{where}: input_fields {self.input_fields} do not match the placeholders of "
+                f"input_template {in_fields}."
+            )
+        out_fields = [p.value for p in self.output_pieces if p.kind == "field"]
+        if out_fields != ["label"]:
+            raise TaskDefinitionError(
+                f"{where}: output_template {self.output_template!r} must contain exactly one "
+                f"placeholder, {{label}} (found {out_fields}); e.g. 'Answer: {{label}}\\n\\n'."
+            )
+        if not self.output_prefix:
+            raise TaskDefinitionError(
+                f"{where}: output_template must have text before {{label}} (e.g. 'Answer:'), "
+                "which ends the test prompt."
+            )
+        if not self.label_words:
+            raise TaskDefinitionError(f"{where}: label_words is empty.")
+        bad = [w for w in self.label_words if not w or w != w.strip() or any(c.isspace() for c in w)]
+        if bad:
+            raise TaskDefinitionError(
+                f"{where}: label words must be single words without whitespace: {bad!r}."
+            )
+        dupes = sorted({w for w in self.label_words if self.label_words.count(w) > 1})
+        if dupes:
+            raise TaskDefinitionError(f"{where}: duplicate label words {dupes}; make them unique.")
+        unknown = sorted(set(self.label_map.values()) - set(self.label_words))
+        if unknown:
+            raise TaskDefinitionError(
+                f"{where}: label_map maps to {unknown}, which are not in label_words "
+                f"{list(self.label_words)}."
+            )
+        unused = [w for w in self.label_words if w not in set(self.label_map.values())]
+        if unused:
+            raise TaskDefinitionError(
+                f"{where}: label words {unused} have no dataset label in label_map."
+            )
+        if not self.stopwords:
+            raise TaskDefinitionError(f"{where}: stopwords is empty; give the task's list.")
+        for w in self.stopwords:
+            if not w or (w != "\n" and any(c.isspace() for c in w)):
+                raise TaskDefinitionError(
+                    f"{where}: stopword {w!r} is not a single word, punctuation mark or '\\n'."
+                )
+
+    # ----------------------------------------------------------------------------- derived
+    @property
+    def input_pieces(self) -> tuple[TemplatePiece, ...]:
+        """``input_template`` split into literal and field pieces."""
+        return parse_template(self.input_template)
+
+    @property
+    def output_pieces(self) -> tuple[TemplatePiece, ...]:
+        """``output_template`` split into literal and field pieces."""
+        return parse_template(self.output_template)
+
+    @property
+    def output_prefix(self) -> str:
+        """``prefix(T_out)``: the output template up to ``{label}``, trailing whitespace removed.
+
+        The test prompt ends with it, e.g. ``"Sentiment:"``; the model continues with the label.
+        """
+        before = self.output_template.split("{label}", 1)[0]
+        return before.rstrip()
+
+    @property
+    def label_separator(self) -> str:
+        """What stands between :attr:`output_prefix` and the label (``" "`` in the paper)."""
+        before = self.output_template.split("{label}", 1)[0]
+        return before[len(before.rstrip()) :]
+
+    @property
+    def output_suffix(self) -> str:
+        """What follows the label in a demonstration (``"\\n\\n"`` in the paper)."""
+        return self.output_template.split("{label}", 1)[1]
+
+    def label_word(self, raw_label: str) -> str:
+        """Map a raw dataset label to its label word (clear error for an unknown label)."""
+        try:
+            return self.label_map[str(raw_label)]
+        except KeyError:
+            raise ValueError(
+                f"task {self.name!r}: dataset label {raw_label!r} is not in label_map "
+                f"{sorted(self.label_map)}."
+            ) from None
+
+    def stopword_list(self, variant: str = "paper") -> tuple[str, ...]:
+        """The stopword list of ``variant``: ``"paper"`` (Table 12) or ``"nltk"`` (Appendix B)."""
+        if variant == "paper":
+            return self.stopwords
+        if variant == "nltk":
+            return nltk_stopwords()
+        raise ValueError(
+            f"unknown stopword variant {variant!r}; choose one of {list(STOPWORD_VARIANTS)}."
+        )
+
+    def with_templates(
+        self, input_template: str | None = None, output_template: str | None = None, **kw: Any
+    ) -> "TaskSpec":
+        """A copy with other templates (e.g. RTE without the space before ``Premise``)."""
+        return replace(
+            self,
+            input_template=input_template if input_template is not None else self.input_template,
+            output_template=(
+                output_template if output_template is not None else self.output_template
+            ),
+            input_fields=(),
+            **kw,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (the format of ``data/tasks/*.json``)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_fields": list(self.input_fields),
+            "instruction": self.instruction,
+            "instruction_suffix": self.instruction_suffix,
+            "input_template": self.input_template,
+            "output_template": self.output_template,
+            "label_words": list(self.label_words),
+            "label_map": dict(self.label_map),
+            "stopwords": list(self.stopwords),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
+        """Build from the JSON form; unknown keys are kept in ``extra``."""
+        known = {
+            "name", "description", "input_fields", "instruction", "instruction_suffix",
+            "input_template", "output_template", "label_words", "label_map", "stopwords",
+        }
+        missing = [k for k in ("name", "instruction", "input_template", "output_template",
+                               "label_words", "label_map", "stopwords") if k not in d]
+        if missing:
+            raise TaskDefinitionError(f"task definition lacks the keys {missing}.")
+        kw = {k: d[k] for k in known if k in d}
+        for k in ("input_fields", "label_words", "stopwords"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        return cls(**kw, extra={k: v for k, v in d.items() if k not in known})
+
+
+def list_tasks() -> list[str]:
+    """Names of the task definitions shipped in ``data/tasks``."""
+    return sorted(p.stem for p in (data_root() / "tasks").glob("*.json"))
+
+
+def load_task(task: str | TaskSpec | Path) -> TaskSpec:
+    """A shipped task by name, a JSON file path, or a :class:`TaskSpec` passed through."""
+    if isinstance(task, TaskSpec):
+        return task
+    path = Path(task)
+    if path.suffix == ".json" and path.is_file():
+        return TaskSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    candidate = data_root() / "tasks" / f"{task}.json"
+    if not candidate.is_file():
+        raise ValueError(
+            f"unknown task {str(task)!r}; known tasks: {list_tasks()} (or pass a TaskSpec or the "
+            "path of a task .json file)."
+        )
+    return TaskSpec.from_dict(json.loads(candidate.read_text(encoding="utf-8")))
+
+
+def validate_tasks(names: Sequence[str] | None = None) -> list[TaskSpec]:
+    """Load (and so validate) the given or all shipped tasks."""
+    return [load_task(n) for n in (names or list_tasks())]
