@@ -10,7 +10,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -132,18 +132,14 @@ def run_ablation(
     task = load_task(cfg.task)
     data = load_task_data(task, source=cfg.data_source)
     log(f"data: {data.source} ({data.location}); {data.notes}")
-    if model is None or tokenizer is None:
-        import torch
-
-        from .models import load_model, load_tokenizer, model_info
-
-        model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype))
-        tokenizer = load_tokenizer(cfg.model)
-        meta = {**(meta or {}), "model_info": model_info(model)}
     episodes = [sample_episode(data, s, k=cfg.k, n_test=cfg.n_test) for s in cfg.seeds]
     columns = result_columns(task)
-    store = ResultsFile(out, columns, cfg.identity(), meta) if out is not None else None
-    rows: list[dict[str, Any]] = []
+    identity = {**cfg.identity(), "resolved_data_source": data.source,
+                "data_location": data.location}
+    from .models import library_versions
+
+    meta = {**(meta or {}), "versions": library_versions(), "config": dataclasses.asdict(cfg)}
+    store = ResultsFile(out, columns, identity, meta) if out is not None else None
     total = sum(len(e.tests) for e in episodes) * len(cfg.conditions)
     todo = [(e, t) for e in episodes for t in e.tests
             if store is None or not all(store.is_done(e.seed, t.id, c) for c in cfg.conditions)]
@@ -152,6 +148,18 @@ def run_ablation(
             log(f"{store.path}: {n}")
         if len(store.done):
             log(f"{store.path}: resuming, {len(store.done)} of {total} rows already done")
+        if not todo:
+            return store.read()
+    if model is None or tokenizer is None:
+        import torch
+
+        from .models import load_model, load_tokenizer, model_info
+
+        model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype))
+        tokenizer = load_tokenizer(cfg.model)
+        if store is not None:
+            store.update_meta({"model_info": model_info(model)})
+    rows: list[dict[str, Any]] = []
     bar = _progress(total, len(store.done) if store else 0, progress)
     try:
         for ep in episodes:

@@ -8,34 +8,39 @@ downloads Chrome for static export) are never imported; figures are saved as sel
 * :func:`token_category_html`: a prompt with every token coloured by its categories.
 * :func:`mask_heatmap`: a knockout's ``[query, key]`` mask with token tick labels.
 * :func:`accuracy_bar`: accuracy by condition (mean ± std over seeds) next to the paper's numbers.
-* :func:`save_figure`: ``.html`` + ``.json``.
+* :func:`save_figure`: ``.html`` + ``.json`` (plain-list JSON, :func:`figure_json`).
 
 Tests check figure data (``fig.data[0].z``, ``.y``), never pixels.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from .categorize import CATEGORIES, TokenizedPrompt
 from .masks import PAPER_ORDER, Knockout
 
 __all__ = [
     "CATEGORY_COLORS",
-    "visible_whitespace",
-    "token_text",
-    "imshow",
-    "token_category_html",
-    "mask_heatmap",
     "accuracy_bar",
+    "figure_json",
+    "imshow",
+    "mask_heatmap",
     "save_figure",
+    "token_category_html",
+    "token_text",
+    "visible_whitespace",
 ]
 
 #: Background colour of each category (ColorBrewer "Paired"-like, readable with black text).
@@ -363,7 +368,7 @@ def accuracy_bar(
     x: Any = [[k[0] for k in keys], [k[1] for k in keys]] if multi else [k[1] for k in keys]
     fig = go.Figure()
     fig.add_trace(go.Bar(
-        x=x, y=mean, name=name, error_y=dict(type="data", array=std, visible=True),
+        x=x, y=mean, name=name, error_y={"type": "data", "array": std, "visible": True},
         customdata=n, hovertemplate="%{x}: %{y:.1f} ± %{error_y.array:.1f} (n=%{customdata})"
                                     "<extra>" + str(name) + "</extra>",
     ))
@@ -388,8 +393,32 @@ def accuracy_bar(
 # -------------------------------------------------------------------------------- saving
 
 
+def _plain_arrays(obj: Any) -> Any:
+    """Replace plotly's base64 typed-array specs (``{"dtype", "bdata", "shape"}``) by lists."""
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
+            if "shape" in obj:
+                arr = arr.reshape([int(n) for n in str(obj["shape"]).split(",")])
+            return arr.tolist()
+        return {k: _plain_arrays(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain_arrays(v) for v in obj]
+    return obj
+
+
+def figure_json(fig: go.Figure) -> str:
+    """The figure as plotly JSON with plain lists (plotly ≥ 6 would base64-encode numpy arrays).
+
+    ``plotly.io.from_json`` reads it back; ``NaN`` becomes ``null``.
+    """
+    return pio.to_json(_plain_arrays(json.loads(fig.to_json())), validate=False)
+
+
 def save_figure(fig: go.Figure, path_without_suffix: str | Path) -> list[Path]:
     """Write ``<path>.html`` (plotly.js inlined: opens offline) and ``<path>.json``.
+
+    The JSON holds plain lists (:func:`figure_json`), so other tools can read the data.
 
     Args:
         fig: The figure.
@@ -403,5 +432,5 @@ def save_figure(fig: go.Figure, path_without_suffix: str | Path) -> list[Path]:
     html_path = base.with_name(base.name + ".html")
     json_path = base.with_name(base.name + ".json")
     fig.write_html(str(html_path), include_plotlyjs=True, full_html=True)
-    json_path.write_text(fig.to_json(), encoding="utf-8")
+    json_path.write_text(figure_json(fig), encoding="utf-8")
     return [html_path, json_path]

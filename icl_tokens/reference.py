@@ -13,7 +13,9 @@ SST2 and RTE columns):
   - ``variant`` is ``with_colon`` / ``without_colon`` for Tables 5 and 6 (cells printed as
     "with ``:`` / w/o ``:``"), empty elsewhere.
   - ``marker`` is ``*`` where the paper marks p ≥ 0.05, empty elsewhere.
-  - The derived "Avg" / "Avg / Δ" columns are not stored; recompute them from the cells.
+  - The derived "Avg" / "Avg / Δ" columns are not stored; recompute them from the cells. They
+    all follow from the printed cells (within rounding) except Table 3, OpenLlama-3B, "− TEMP":
+    printed Δ −5.4, but its cells give −3.5.
 
 * ``paper_table15_pvalues.csv``: Table 15 (pair-wise t-test p-values), columns
   ``table, model, comparison, a, b, condition_a, condition_b, task, value, not_significant``.
@@ -28,9 +30,9 @@ Models are ``OpenLlama-3B``, ``Llama-7B``, ``Llama-13B``, ``Llama-30B``; tasks u
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pandas as pd
 
@@ -41,10 +43,10 @@ __all__ = [
     "PAPER_MODELS",
     "PAPER_TASK_ORDER",
     "REFERENCE_TABLES",
-    "reference_dir",
+    "paper_condition_table",
     "paper_table",
     "paper_values",
-    "paper_condition_table",
+    "reference_dir",
 ]
 
 #: Models of the paper's tables, in the paper's order.

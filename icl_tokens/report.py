@@ -14,7 +14,8 @@ needs only tokenizers and the task data:
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,15 +28,15 @@ from .prompts import build_prompt
 from .tasks import TaskSpec, load_task
 
 __all__ = [
-    "KIND_CATEGORIES",
     "DEFAULT_PROBES",
-    "load_episodes",
-    "episode_prompts",
+    "KIND_CATEGORIES",
     "category_counts",
     "category_counts_table",
     "count_differences",
-    "multi_category_tokens",
+    "episode_prompts",
+    "load_episodes",
     "multi_category_table",
+    "multi_category_tokens",
     "tokenizer_facts",
 ]
 

@@ -103,6 +103,15 @@ class ResultsFile:
             for row in reader:
                 self.done.add(tuple(str(row[k]) for k in KEY))  # type: ignore[arg-type]
 
+    def update_meta(self, extra: Mapping[str, Any]) -> None:
+        """Add provenance to the sidecar (never to the identity that resuming checks)."""
+        side = sidecar_path(self.path)
+        stored = json.loads(side.read_text())
+        stored.setdefault("meta", {}).update(json.loads(json.dumps(dict(extra), default=str)))
+        tmp = side.with_name(side.name + ".tmp")
+        tmp.write_text(json.dumps(stored, indent=2, default=str))
+        os.replace(tmp, side)
+
     def is_done(self, seed: int, example_id: str, condition: str) -> bool:
         return (str(seed), example_id, condition) in self.done
 

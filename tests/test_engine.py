@@ -3,7 +3,6 @@ architectures (GPT-2, Llama, Gemma-3 with a small sliding window, Qwen2), built 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,0 +1,226 @@
+"""The command line: categorize JSON contract, ablate CSV, resuming, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from icl_tokens.cli import main
+from icl_tokens.models import build_tiny_model_dir
+
+ADJ_POS = ["warm", "funny", "smart", "moving", "tender", "bright", "clever", "lovely"]
+ADJ_NEG = ["dull", "flat", "tired", "lifeless", "clumsy", "muddled", "bland", "shallow"]
+NOUNS = ["film", "story", "picture", "comedy", "drama"]
+
+
+def _write_sst2(root: Path, n_train: int = 30, n_test: int = 40) -> Path:
+    """Invented SST-2-format files (label digit, space, lower-cased tokenised sentence)."""
+    d = root / "sst2"
+    d.mkdir(parents=True)
+    lines = []
+    for i in range(n_train + n_test):
+        pos = i % 2 == 0
+        adj = (ADJ_POS if pos else ADJ_NEG)[i % 8]
+        noun = NOUNS[i % 5]
+        lines.append(f"{int(pos)} a {adj} {noun} , and the {ADJ_POS[(i + 3) % 8] if pos else ADJ_NEG[(i + 3) % 8]} end of it .")
+    (d / "stsa.binary.train").write_text("\n".join(lines[:n_train]) + "\n")
+    (d / "stsa.binary.test").write_text("\n".join(lines[n_train:]) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_tiny_model_dir("llama", tmp_path_factory.mktemp("cli_tiny") / "llama")
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    root = _write_sst2(tmp_path / "data")
+    monkeypatch.setenv("ICL_TOKENS_DATA_DIR", str(root))
+    return root
+
+
+def _categorize(tiny_dir, out, *extra):
+    return main(["categorize", "--model", str(tiny_dir), "--task", "sst2", "--seed", "3",
+                 "--k", "2", "--n-test", "4", "--json", "--out", str(out), *extra])
+
+
+def test_categorize_json_schema_and_determinism(tiny_dir, data_dir, tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert _categorize(tiny_dir, a) == 0
+    assert _categorize(tiny_dir, b) == 0
+    assert a.read_bytes() == b.read_bytes()
+    recs = [json.loads(line) for line in a.read_text().splitlines()]
+    assert len(recs) == 4
+    for r in recs:
+        assert list(r) == ["model", "task", "seed", "k", "example_id", "gold", "prompt", "tokens",
+                           "labels"]
+        assert r["task"] == "sst2" and r["seed"] == 3 and r["k"] == 2
+        assert r["gold"] in ("Positive", "Negative")
+        assert r["prompt"].endswith("Sentiment:")
+        for t in r["tokens"]:
+            assert list(t) == ["id", "text", "start", "end", "categories"]
+            assert t["categories"]
+        # Text spans reproduce the prompt (tiny llama tokenizer prepends a BOS at (0, 0)).
+        assert "".join(r["prompt"][t["start"]:t["end"]] for t in r["tokens"]) == r["prompt"]
+        assert r["tokens"][0]["categories"] == ["bos"]
+        assert set(r["labels"]) == {"Positive", "Negative"}
+        assert all(isinstance(i, int) for ids in r["labels"].values() for i in ids)
+    assert len({r["example_id"] for r in recs}) == 4
+
+
+def _ablate(tiny_dir, out, *extra, seeds="0,1", n_test="3"):
+    return main(["ablate", "--model", str(tiny_dir), "--task", "sst2", "--seeds", seeds,
+                 "--n-test", n_test, "--k", "2", "--conditions", "all", "--out", str(out),
+                 "--no-progress", *extra])
+
+
+def test_ablate_writes_tidy_csv_and_table(tiny_dir, data_dir, tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    assert _ablate(tiny_dir, out, "--scoring", "label") == 0
+    df = pd.read_csv(out, dtype={"example_id": str})
+    assert len(df) == 2 * 3 * 9
+    assert not df.duplicated(["seed", "example_id", "condition"]).any()
+    assert {"score_Positive", "score_Negative", "gold", "prediction", "correct"} <= set(df.columns)
+    assert set(df.condition) == {"zero_shot", "+content", "+stopword", "+template", "icl",
+                                 "-content", "-stopword", "-template", "none"}
+    assert (df.correct == (df.prediction == df.gold).astype(int)).all()
+    printed = capsys.readouterr().out
+    assert "Standard ICL" in printed and "- TEMP" in printed and "±" in printed
+    meta = json.loads((tmp_path / "r.csv.meta.json").read_text())
+    assert meta["identity"]["scoring"] == "label"
+    assert "transformers" in meta["meta"]["versions"]
+
+
+def test_ablate_resume_after_interrupt_no_lost_or_duplicated_rows(
+    tiny_dir, data_dir, tmp_path, monkeypatch
+):
+    full = tmp_path / "full.csv"
+    assert _ablate(tiny_dir, full, n_test="10") == 0
+    ref = pd.read_csv(full, dtype={"example_id": str}, keep_default_na=False)
+
+    # Interrupt (Ctrl-C) after the second chunk of rows was written.
+    import icl_tokens.experiments as ex
+
+    real = ex.score_jobs
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(ex, "score_jobs", flaky)
+    part = tmp_path / "part.csv"
+    assert _ablate(tiny_dir, part, n_test="10") == 130
+    partial_rows = len(pd.read_csv(part))
+    assert 0 < partial_rows < len(ref)
+    # A killed writer may also leave half a line behind.
+    with part.open("a") as f:
+        f.write("gemma,sst2,1,2,test:9,ic")
+    monkeypatch.setattr(ex, "score_jobs", real)
+    assert _ablate(tiny_dir, part, n_test="10") == 0
+    got = pd.read_csv(part, dtype={"example_id": str}, keep_default_na=False)
+    key = ["seed", "example_id", "condition"]
+    assert not got.duplicated(key).any()
+    pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
+                                  ref.sort_values(key).reset_index(drop=True))
+    # A finished run is not recomputed.
+    monkeypatch.setattr(ex, "score_jobs", lambda *a, **k: pytest.fail("recomputed"))
+    assert _ablate(tiny_dir, part, n_test="10") == 0
+
+
+def test_ablate_survives_sigkill(tiny_dir, data_dir, tmp_path):
+    out = tmp_path / "killed.csv"
+    cmd = [sys.executable, "-m", "icl_tokens", "ablate", "--model", str(tiny_dir), "--task",
+           "sst2", "--seeds", "0,1,2", "--n-test", "40", "--k", "2", "--out", str(out),
+           "--no-progress", "--scoring", "label"]
+    env = {**os.environ, "ICL_TOKENS_DATA_DIR": str(data_dir)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and out.read_text().count("\n") > 30:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = out.read_text().count("\n") - 1
+    assert 0 < done_before < 3 * 40 * 9
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    df = pd.read_csv(out, dtype={"example_id": str})
+    assert len(df) == 3 * 40 * 9
+    assert not df.duplicated(["seed", "example_id", "condition"]).any()
+
+
+def test_ablate_refuses_output_from_other_arguments(tiny_dir, data_dir, tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    assert _ablate(tiny_dir, out, "--scoring", "label", seeds="0") == 0
+    assert _ablate(tiny_dir, out, "--scoring", "label", seeds="0,1") == 2
+    err = capsys.readouterr().err
+    assert "different arguments" in err and "seeds" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--task", "nosuchtask"], "unknown task"),
+        (["--conditions", "icl,-nothing"], "unknown condition"),
+        (["--k", "500"], "pool"),
+    ],
+)
+def test_ablate_bad_input(tiny_dir, data_dir, tmp_path, capsys, argv, message):
+    base = ["ablate", "--model", str(tiny_dir), "--task", "sst2", "--seeds", "0", "--n-test",
+            "2", "--out", str(tmp_path / "x.csv"), "--no-progress"]
+    assert main(base + argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_model_is_a_clear_error(data_dir, tmp_path, capsys):
+    assert main(["categorize", "--model", "no-such-model", "--task", "sst2", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "gemma-3-270m" in err  # the message lists the known models
+
+
+def test_prompt_longer_than_context_is_refused(tiny_dir, data_dir, tmp_path, capsys):
+    short = tmp_path / "short_ctx"
+    build_tiny_model_dir("llama", short)
+    cfg = json.loads((short / "config.json").read_text())
+    cfg["max_position_embeddings"] = 40
+    (short / "config.json").write_text(json.dumps(cfg))
+    assert main(["ablate", "--model", str(short), "--task", "sst2", "--seeds", "0", "--n-test",
+                 "1", "--k", "4", "--out", str(tmp_path / "c.csv"), "--no-progress"]) == 2
+    assert "context" in capsys.readouterr().err
+
+
+def test_categorize_human_readable(tiny_dir, data_dir, capsys):
+    assert main(["categorize", "--model", str(tiny_dir), "--task", "sst2", "--n-test", "1",
+                 "--k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "template" in out and "test" in out
+
+
+def test_tasks_command_lists_the_paper_tasks(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    for t in ("sst2", "agnews", "trec", "dbpedia", "rte", "cb"):
+        assert t in out
+
+
+def test_csv_cells_roundtrip_newlines(tiny_dir, data_dir, tmp_path):
+    """Generated continuations can contain newlines; the CSV must quote them."""
+    out = tmp_path / "g.csv"
+    assert _ablate(tiny_dir, out, seeds="0", n_test="2") == 0
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 9
