@@ -62,6 +62,7 @@ def stopword_matches(text: str, stopwords: Iterable[str]) -> list[tuple[int, int
     >>> stopword_matches("The theater , and\\nof", ["the", ",", "of", "\\n"])
     [(0, 3), (12, 13), (17, 18), (18, 20)]
     """
+    stopwords = tuple(stopwords)
     words = {w.lower() for w in stopwords if w != "\n"}
     spans = [
         (m.start(), m.end())

@@ -149,7 +149,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from .experiments import AblationConfig, accuracy_table, format_accuracy_table, run_ablation
+    from .experiments import (AblationConfig, accuracy_by_seed, accuracy_table,
+                              format_accuracy_table, run_ablation)
     from .plotting import accuracy_bar, save_figure
     from .reference import paper_condition_table
 
@@ -167,7 +168,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     label_table = accuracy_table(df, metric="label_correct")
     print("\nlabel-restricted scoring (acc_label, secondary):")
     print(format_accuracy_table(label_table))
-    fig = accuracy_bar(table, paper)
+    fig = accuracy_bar(accuracy_by_seed(df), paper, name=f"{cfg.model} (acc_gen)",
+                       paper_name="paper Llama-7B", title="SST-2: accuracy by condition")
     paths = save_figure(fig, out_dir / "quickstart")
     print(f"\nrows: {csv_path}\nfigure: {', '.join(str(p) for p in paths)}")
     print(f"quickstart took {time.time() - t0:.0f} s")

@@ -215,18 +215,15 @@ class Knockout:
         q = self.pairs.any(axis=1) if self.pairs is not None else self.query
         return np.flatnonzero(q)
 
-    def validate(self, codes: np.ndarray | None = None) -> "Knockout":
-        """Raise if a query is blocked from itself or a row would be fully masked."""
+    def validate(self) -> "Knockout":
+        """Raise if a query is blocked from itself (which could leave a row fully masked)."""
         m = self.dense().numpy()
-        n = self.n
-        causal_visible = np.tril(np.ones((n, n), dtype=bool)) & ~m
+        # A query that keeps its own position always has a visible key, so this one check
+        # also rules out fully masked rows (a softmax over -inf).
         if np.any(np.diag(m)):
             i = int(np.flatnonzero(np.diag(m))[0])
-            raise ValueError(f"knockout blocks query {i} from itself; a row would renormalise over "
-                             "nothing useful. Never hide a query's own position.")
-        if not causal_visible.any(axis=1).all():
-            i = int(np.flatnonzero(~causal_visible.any(axis=1))[0])
-            raise ValueError(f"knockout leaves query {i} with no visible key (softmax over -inf).")
+            raise ValueError(f"knockout blocks query {i} from itself; never hide a query's own "
+                             "position (its softmax row could be left with nothing).")
         return self
 
 
@@ -259,12 +256,16 @@ def condition_knockout(
     return Knockout(query=query, key=key, name=str(name))
 
 
+def _is_bool_selection(sel: object) -> bool:
+    return isinstance(sel, np.ndarray) or (
+        isinstance(sel, (list, tuple)) and bool(sel) and isinstance(sel[0], (bool, np.bool_)))
+
+
 def _positions(tp: TokenizedPrompt, sel: Iterable[str] | np.ndarray | None, default: np.ndarray
                ) -> np.ndarray:
     if sel is None:
         return default
-    if isinstance(sel, np.ndarray) or (isinstance(sel, (list, tuple)) and sel and
-                                       isinstance(sel[0], (bool, np.bool_))):
+    if _is_bool_selection(sel):
         arr = np.asarray(sel, dtype=bool)
         if arr.shape != (len(tp),):
             raise ValueError(f"position selection has shape {arr.shape}; expected ({len(tp)},).")
@@ -305,7 +306,8 @@ def custom_knockout(
     """
     key = key_hidden(tp.codes, hidden_categories(hidden or ()), hide_bos=hide_bos)
     extra = _positions(tp, keys, np.zeros(len(tp), dtype=bool))
-    if keys is not None and not isinstance(keys, np.ndarray) and demo_keys_only:
+    if keys is not None and not _is_bool_selection(keys) and demo_keys_only:
         extra &= tp.demo >= 0
     query = _positions(tp, queries, tp.is_test.copy())
-    return Knockout(query=query, key=key | extra, query_generated=query_generated, name=name)
+    return Knockout(query=query, key=key | extra, query_generated=query_generated,
+                    name=name).validate()

@@ -51,7 +51,7 @@ def toks() -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- category shorthands
 BOS = ["bos"]
-I = ["instruction"]  # noqa: E741
+I = ["instruction"]
 T = ["template"]
 TS = ["template", "stopword"]
 S = ["stopword"]
@@ -98,7 +98,8 @@ def assert_golden(tp, expected) -> None:
 # demo 2's input ends with "\n": on Gemma that newline merges with the template's "\n" into
 # ONE whitespace-only token "\n\n" (d_in stopword + template/stopword = template+stopword); on
 # the byte-level tokenizers they stay apart and the input's "\n" is a stopword only.
-SST2 = ("sst2", [E("d1", "1", text="The theater, of course."), E("d2", "0", text="Into the void\n")],
+SST2 = ("sst2",
+        [E("d1", "1", text="The theater, of course."), E("d2", "0", text="Into the void\n")],
         E("t", "0", text="the plot."))
 
 _SST2_INSTR = ("Class", "ify", " the", " reviews", " into", " the", " categories", " of",
@@ -295,8 +296,9 @@ def test_golden_straddle_token(task, tmpl, demo_comma, test_comma, tok_name, tok
     p = build_prompt(spec, [E("d", lab, text=", the end.")], E("t", lab, text=",ok."))
     tp = categorize(p, toks[tok_name])
     head = tmpl.split(":")[0]
-    out_words = [("Sent", "iment")] if (task == "sst2" and tok_name != "gemma") else None
-    out_t = list(out_words[0]) if out_words else [spec.output_prefix[:-1]]
+    # output-prefix word tokens: byte-level BPEs split "Sentiment" into "Sent" + "iment"
+    out_t = ["Sent", "iment"] if (task == "sst2" and tok_name != "gemma") else [
+        spec.output_prefix[:-1]]
     nl2 = ["\n\n"] if tok_name == "gemma" else ["\n", "\n"]
     expected = [
         (head, T), (":,", demo_comma), (" the", S), (" end", C), (".", S), ("\n", TS),
@@ -305,7 +307,7 @@ def test_golden_straddle_token(task, tmpl, demo_comma, test_comma, tok_name, tok
         *[(t, XT) for t in out_t], (":", XT),
     ]
     start = len(spec.instruction + spec.instruction_suffix)
-    tail = [i for i, (s, e) in enumerate(tp.offsets) if e > s and s >= start]
+    tail = [i for i, (s, e) in enumerate(tp.offsets) if e > s >= start]
     got = [(p.text[tp.offsets[i][0]:tp.offsets[i][1]], tuple(sorted(tp.categories(i))))
            for i in tail]
     assert got == norm(expected)
@@ -496,7 +498,8 @@ def test_label_token_ids_straddle_error(toks) -> None:
                     output_template="Answer{label}\n\n", label_words=("s", "ing"),
                     label_map={"0": "s", "1": "ing"}, stopwords=("\n",))
     assert spec.label_separator == ""
-    assert toks["gpt2"].convert_ids_to_tokens(toks["gpt2"]("x\nAnswers")["input_ids"])[-1] == "swers"
+    gpt2 = toks["gpt2"]
+    assert gpt2.convert_ids_to_tokens(gpt2("x\nAnswers")["input_ids"])[-1] == "swers"
     with pytest.raises(ValueError, match="straddles"):
         label_token_ids(spec, toks["gpt2"], "x\nAnswer")
 
@@ -553,7 +556,7 @@ def test_stopword_matches_with_table12_lists() -> None:
 
 
 # ============================================================================ NLTK variant
-NLTK_WORDS = """
+_NLTK_TEXT = """
 i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she
 her hers herself it its itself they them their theirs themselves what which who whom this that
 these those am is are was were be been being have has had having do does did doing a an the and
@@ -561,7 +564,8 @@ but if or because as until while of at by for with about against between into th
 before after above below to from up down in out on off over under again further then once here
 there when where why how all any both each few more most other some such no nor not only own
 same so than too very s t can will just don should now
-""".split()
+"""
+NLTK_WORDS = _NLTK_TEXT.split()
 
 
 def test_nltk_variant() -> None:
@@ -581,10 +585,10 @@ def test_nltk_variant_changes_categories(toks) -> None:
     p = build(SST2)
     tp_paper = categorize(p, toks["gpt2"])
     tp_nltk = categorize(p, toks["gpt2"], stopword_variant="nltk")
-    i = [k for k, (s, e) in enumerate(tp_paper.offsets) if p.text[s:e] == ","][0]
+    i = next(k for k, (s, e) in enumerate(tp_paper.offsets) if p.text[s:e] == ",")
     assert tp_paper.categories(i) == ["content"]     # "," not on the SST-2 list
     assert tp_nltk.categories(i) == ["stopword"]     # but in string.punctuation
-    j = [k for k, (s, e) in enumerate(tp_paper.offsets) if p.text[s:e] == " course"][0]
+    j = next(k for k, (s, e) in enumerate(tp_paper.offsets) if p.text[s:e] == " course")
     assert tp_nltk.categories(j) == ["content"]
     # templates / labels / instruction do not depend on the list
     for k in range(len(tp_paper)):

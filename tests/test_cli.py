@@ -224,3 +224,18 @@ def test_csv_cells_roundtrip_newlines(tiny_dir, data_dir, tmp_path):
     with out.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 9
+
+
+def test_quickstart_writes_csv_table_and_figure(tiny_dir, data_dir, tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--model", str(tiny_dir), "--n-test", "2", "--seeds", "0,1",
+                 "--out-dir", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "paper Llama-7B" in printed and "94.3" in printed  # Table 3, SST-2 Standard ICL
+    df = pd.read_csv(out / "quickstart.csv")
+    assert len(df) == 2 * 2 * 9
+    assert (out / "quickstart.html").stat().st_size > 10_000  # plotly.js inlined: works offline
+    fig = json.loads((out / "quickstart.json").read_text())
+    ours = fig["data"][0]
+    acc = df[df.condition == "icl"].groupby("seed").correct.mean().mul(100).mean()
+    assert ours["y"][ours["x"].index("icl")] == pytest.approx(acc)

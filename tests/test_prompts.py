@@ -1,6 +1,8 @@
-"""Tests for icl_tokens.prompts: prompt assembly with recorded spans (paper-spec §1, §2.2 rule 1)."""
+"""Tests for icl_tokens.prompts: prompt assembly with recorded spans (paper-spec §1, §2.2.1)."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 
@@ -22,7 +24,7 @@ def assert_covers(p: Prompt) -> None:
     real = segs[1:]
     assert real[0].start == 0
     assert real[-1].end == len(p.text)
-    for a, b in zip(real, real[1:]):
+    for a, b in itertools.pairwise(real):
         assert a.end == b.start        # contiguous, in order
     assert all(s.end > s.start for s in real)   # no empty pieces
     assert "".join(p.text[s.start:s.end] for s in real) == p.text

@@ -24,68 +24,68 @@ from icl_tokens.tasks import (
 
 # ------------------------------------------------------------------ paper-spec §3 / Table 12
 SPEC = {
-    "agnews": dict(
-        instruction="Classify the news articles into the categories of World, Sports, Business, "
+    "agnews": {
+        "instruction": "Classify the news articles into the categories of World, Sports, Business, "
         "and Technology.",
-        input_template="Article: {text}\n", output_template="Answer: {label}\n\n",
-        label_words=("World", "Sports", "Business", "Technology"),
-        label_map={"1": "World", "2": "Sports", "3": "Business", "4": "Technology"},
-        stopwords=("the", "into", "of", "and", ",", ".", "\n"),
-        prefix="Answer:", fields=("text",),
-    ),
-    "sst2": dict(
-        instruction="Classify the reviews into the categories of Positive and Negative.",
-        input_template="Review: {text}\n", output_template="Sentiment: {label}\n\n",
-        label_words=("Positive", "Negative"),
-        label_map={"0": "Negative", "1": "Positive"},
-        stopwords=("the", "into", "of", "and", ".", "\n"),
-        prefix="Sentiment:", fields=("text",),
-    ),
-    "rte": dict(
-        instruction="Classify the entailment of the hypothesis and the premise into the "
+        "input_template": "Article: {text}\n", "output_template": "Answer: {label}\n\n",
+        "label_words": ("World", "Sports", "Business", "Technology"),
+        "label_map": {"1": "World", "2": "Sports", "3": "Business", "4": "Technology"},
+        "stopwords": ("the", "into", "of", "and", ",", ".", "\n"),
+        "prefix": "Answer:", "fields": ("text",),
+    },
+    "sst2": {
+        "instruction": "Classify the reviews into the categories of Positive and Negative.",
+        "input_template": "Review: {text}\n", "output_template": "Sentiment: {label}\n\n",
+        "label_words": ("Positive", "Negative"),
+        "label_map": {"0": "Negative", "1": "Positive"},
+        "stopwords": ("the", "into", "of", "and", ".", "\n"),
+        "prefix": "Sentiment:", "fields": ("text",),
+    },
+    "rte": {
+        "instruction": "Classify the entailment of the hypothesis and the premise into the "
         "categories of True and False.",
-        input_template="Hypothesis: {hypothesis}\n Premise: {premise}\n",
-        output_template="Answer: {label}\n\n",
-        label_words=("True", "False"),
-        label_map={"entailment": "True", "not_entailment": "False"},
-        stopwords=("the", "of", "into", "and", "into", ".", "\n"),  # `into` printed twice
-        prefix="Answer:", fields=("hypothesis", "premise"),
-    ),
-    "cb": dict(
-        instruction="Classify the entailment of the hypothesis and the premise into the "
+        "input_template": "Hypothesis: {hypothesis}\n Premise: {premise}\n",
+        "output_template": "Answer: {label}\n\n",
+        "label_words": ("True", "False"),
+        "label_map": {"entailment": "True", "not_entailment": "False"},
+        "stopwords": ("the", "of", "into", "and", "into", ".", "\n"),  # `into` printed twice
+        "prefix": "Answer:", "fields": ("hypothesis", "premise"),
+    },
+    "cb": {
+        "instruction": "Classify the entailment of the hypothesis and the premise into the "
         "categories of true, neither and false.",
-        input_template="Hypothesis: {hypothesis}\n Premise: {premise}\n",
-        output_template="Answer: {label}\n\n",
-        label_words=("true", "neither", "false"),
-        label_map={"entailment": "true", "contradiction": "false", "neutral": "neither"},
-        stopwords=("the", "of", "and", "into", ",", ".", "\n"),
-        prefix="Answer:", fields=("hypothesis", "premise"),
-    ),
-    "trec": dict(
-        instruction="Classify the questions based on whether their answer type is a Number, "
+        "input_template": "Hypothesis: {hypothesis}\n Premise: {premise}\n",
+        "output_template": "Answer: {label}\n\n",
+        "label_words": ("true", "neither", "false"),
+        "label_map": {"entailment": "true", "contradiction": "false", "neutral": "neither"},
+        "stopwords": ("the", "of", "and", "into", ",", ".", "\n"),
+        "prefix": "Answer:", "fields": ("hypothesis", "premise"),
+    },
+    "trec": {
+        "instruction": "Classify the questions based on whether their answer type is a Number, "
         "Location, Person, Description, Entity, or Abbreviation.",
-        input_template="Question: {text}\n", output_template="Answer Type: {label}\n\n",
-        label_words=("Number", "Location", "Person", "Description", "Entity", "Abbreviation"),
-        label_map={"NUM": "Number", "LOC": "Location", "HUM": "Person", "DESC": "Description",
+        "input_template": "Question: {text}\n", "output_template": "Answer Type: {label}\n\n",
+        "label_words": ("Number", "Location", "Person", "Description", "Entity", "Abbreviation"),
+        "label_map": {"NUM": "Number", "LOC": "Location", "HUM": "Person", "DESC": "Description",
                    "ENTY": "Entity", "ABBR": "Abbreviation"},
-        stopwords=("the", "based", "on", "whether", "their", "is", "a", ",", "or", ".", "\n"),
-        prefix="Answer Type:", fields=("text",),
-    ),
-    "dbpedia": dict(
-        instruction="Classify the documents based on whether they are about a Company, School, "
+        "stopwords": ("the", "based", "on", "whether", "their", "is", "a", ",", "or", ".", "\n"),
+        "prefix": "Answer Type:", "fields": ("text",),
+    },
+    "dbpedia": {
+        "instruction": "Classify the documents based on whether they are about a Company, School, "
         "Artist, Athlete, Politician, Transportation, Building, Nature, Village, Animal, Plant, "
         "Album, Film, or Book.",
-        input_template="Article: {text}\n", output_template="Answer: {label}\n\n",
-        label_words=("Company", "School", "Artist", "Athlete", "Politician", "Transportation",
+        "input_template": "Article: {text}\n", "output_template": "Answer: {label}\n\n",
+        "label_words": ("Company", "School", "Artist", "Athlete", "Politician", "Transportation",
                      "Building", "Nature", "Village", "Animal", "Plant", "Album", "Film", "Book"),
-        label_map={"1": "Company", "2": "School", "3": "Artist", "4": "Athlete",
+        "label_map": {"1": "Company", "2": "School", "3": "Artist", "4": "Athlete",
                    "5": "Politician", "6": "Transportation", "7": "Building", "8": "Nature",
                    "9": "Village", "10": "Animal", "11": "Plant", "12": "Album", "13": "Film",
                    "14": "Book"},
-        stopwords=("the", "based", "on", "whether", "they", "are", "about", "a", ",", "or", ".",
+        "stopwords": ("the", "based", "on", "whether", "they", "are", "about", "a", ",", "or", ".",
                    "\n"),
-        prefix="Answer:", fields=("text",),
-    ),
+        "prefix": "Answer:", "fields": ("text",),
+    },
 }
 
 
@@ -227,9 +227,9 @@ def test_user_defined_task_end_to_end() -> None:
 
 
 # --------------------------------------------------------------------------- invalid definitions
-BASE = dict(name="t", instruction="Do it.", input_template="In: {text}\n",
-            output_template="Out: {label}\n\n", label_words=("A", "B"),
-            label_map={"a": "A", "b": "B"}, stopwords=("the", "\n"))
+BASE = {"name": "t", "instruction": "Do it.", "input_template": "In: {text}\n",
+            "output_template": "Out: {label}\n\n", "label_words": ("A", "B"),
+            "label_map": {"a": "A", "b": "B"}, "stopwords": ("the", "\n")}
 
 
 def make(**kw) -> TaskSpec:
@@ -243,32 +243,32 @@ def test_base_definition_is_valid() -> None:
 @pytest.mark.parametrize(
     "kw,pattern",
     [
-        (dict(input_template="In: text\n"), r"input_template .* has no placeholder"),
-        (dict(input_template="{a} {a}\n"), r"repeats a placeholder"),
-        (dict(input_template="{text} {label}\n"), r"may not use \{label\}"),
-        (dict(output_template="Out: A\n\n"), r"exactly one placeholder, \{label\} \(found \[\]\)"),
-        (dict(output_template="Out: {answer}\n\n"), r"exactly one placeholder.*'answer'"),
-        (dict(output_template="Out: {label} {label}\n\n"), r"exactly one placeholder"),
-        (dict(output_template="Out: {label} {x}\n\n"), r"exactly one placeholder"),
-        (dict(output_template="{label}\n\n"), r"must have text before \{label\}"),
-        (dict(output_template=" {label}\n\n"), r"must have text before \{label\}"),
-        (dict(label_words=("A", "A"), label_map={"a": "A"}), r"duplicate label words \['A'\]"),
-        (dict(label_words=()), r"label_words is empty"),
-        (dict(label_words=("A", "B C"), label_map={"a": "A", "b": "B C"}),
+        ({"input_template": "In: text\n"}, r"input_template .* has no placeholder"),
+        ({"input_template": "{a} {a}\n"}, r"repeats a placeholder"),
+        ({"input_template": "{text} {label}\n"}, r"may not use \{label\}"),
+        ({"output_template": "Out: A\n\n"}, r"exactly one placeholder, \{label\} \(found \[\]\)"),
+        ({"output_template": "Out: {answer}\n\n"}, r"exactly one placeholder.*'answer'"),
+        ({"output_template": "Out: {label} {label}\n\n"}, r"exactly one placeholder"),
+        ({"output_template": "Out: {label} {x}\n\n"}, r"exactly one placeholder"),
+        ({"output_template": "{label}\n\n"}, r"must have text before \{label\}"),
+        ({"output_template": " {label}\n\n"}, r"must have text before \{label\}"),
+        ({"label_words": ("A", "A"), "label_map": {"a": "A"}}, r"duplicate label words \['A'\]"),
+        ({"label_words": ()}, r"label_words is empty"),
+        ({"label_words": ("A", "B C"), "label_map": {"a": "A", "b": "B C"}},
          r"single words without whitespace"),
-        (dict(label_words=(" A", "B"), label_map={"a": " A", "b": "B"}),
+        ({"label_words": (" A", "B"), "label_map": {"a": " A", "b": "B"}},
          r"single words without whitespace"),
-        (dict(label_map={"a": "A", "b": "C"}), r"maps to \['C'\], which are not in label_words"),
-        (dict(label_map={"a": "A"}), r"label words \['B'\] have no dataset label"),
-        (dict(stopwords=()), r"stopwords is empty"),
-        (dict(stopwords=("the", "of it")), r"stopword 'of it' is not a single word"),
-        (dict(stopwords=("the", "")), r"is not a single word"),
-        (dict(input_template="In: {text}\n}"), r"brace that is not a placeholder"),
-        (dict(input_template="In: { text}\n"), r"brace that is not a placeholder"),
-        (dict(output_template="Out: {label}\n\n{"), r"brace that is not a placeholder"),
-        (dict(name="has space"), r"name must be"),
-        (dict(name=""), r"name must be"),
-        (dict(input_fields=("other",)), r"input_fields .* do not match"),
+        ({"label_map": {"a": "A", "b": "C"}}, r"maps to \['C'\], which are not in label_words"),
+        ({"label_map": {"a": "A"}}, r"label words \['B'\] have no dataset label"),
+        ({"stopwords": ()}, r"stopwords is empty"),
+        ({"stopwords": ("the", "of it")}, r"stopword 'of it' is not a single word"),
+        ({"stopwords": ("the", "")}, r"is not a single word"),
+        ({"input_template": "In: {text}\n}"}, r"brace that is not a placeholder"),
+        ({"input_template": "In: { text}\n"}, r"brace that is not a placeholder"),
+        ({"output_template": "Out: {label}\n\n{"}, r"brace that is not a placeholder"),
+        ({"name": "has space"}, r"name must be"),
+        ({"name": ""}, r"name must be"),
+        ({"input_fields": ("other",)}, r"input_fields .* do not match"),
     ],
 )
 def test_invalid_definitions(kw, pattern) -> None:
