@@ -140,8 +140,18 @@ def _row_mask(
 
 
 class _Batch:
-    """Rows run together: the part to run (whole prompt or suffix) left-padded, plus tokens
-    appended in lock-step (generated or teacher-forced)."""
+    """Rows run together: the part to run (whole prompt, or the suffix after a cached prefix)
+    left-padded, plus tokens appended in lock-step (generated or teacher-forced).
+
+    Args:
+        model: The bridge.
+        jobs: The rows.
+        pad_id: Token id for padding (masked out by the 2-D attention mask).
+        prefix: ``(length, per-layer (keys, values))`` of a cached demonstration prefix, or None.
+        cached: Keep a KV cache across steps (the cached engine); otherwise every step reruns
+            the whole sequence (the naive engine).
+        knockout_kw: ``layers``/``heads``/``mode`` for :func:`attention_knockout`.
+    """
 
     def __init__(
         self,
@@ -150,107 +160,86 @@ class _Batch:
         *,
         pad_id: int,
         prefix: tuple[int, list[tuple[Tensor, Tensor]]] | None,
+        cached: bool,
         knockout_kw: dict[str, Any],
     ) -> None:
         self.model = model
         self.jobs = list(jobs)
         self.pad_id = pad_id
         self.kw = knockout_kw
+        self.cached = cached
         self.lp = prefix[0] if prefix else 0
         self.prefix_kv = prefix[1] if prefix else None
         self.appended: list[list[int]] = [[] for _ in jobs]
         self.cache: Any = None
-        self.started = False
-        run_parts = [j.tp.input_ids[self.lp :] for j in self.jobs]
-        self.width = max(len(p) for p in run_parts)
-        self.pads = [self.width - len(p) for p in run_parts]
-        self.hook_calls = 0
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device(self.model.cfg.device)
+        self.attn: Tensor | None = None
+        run_parts = [j.n - self.lp for j in self.jobs]
+        self.pads = [max(run_parts) - n for n in run_parts]
+        self.device = torch.device(model.cfg.device)
 
     def _positions(self, r: int) -> tuple[np.ndarray, np.ndarray]:
         """Absolute prompt positions of every key column and of the run columns of row ``r``."""
-        n = self.jobs[r].n
-        g = len(self.appended[r])
-        run = np.concatenate([np.full(self.pads[r], -1), np.arange(self.lp, n + g)])
-        keys = np.concatenate([np.arange(self.lp), run])
-        return keys, run
+        total = self.jobs[r].n + len(self.appended[r])
+        run = np.concatenate([np.full(self.pads[r], -1), np.arange(self.lp, total)])
+        return np.concatenate([np.arange(self.lp), run]), run
 
-    def _forward(self, ids: Tensor, attn: Tensor, q_cols: list[np.ndarray], keep: int) -> Tensor:
-        masks = []
-        for r, job in enumerate(self.jobs):
-            keys, _ = self._positions(r)
-            masks.append(_row_mask(job.knockout, q_cols[r], keys, job.n + len(self.appended[r])))
-        mask = torch.from_numpy(np.stack(masks))
-        kwargs: dict[str, Any] = {"attention_mask": attn, "logits_to_keep": keep}
+    def _forward(self, ids: Tensor, q_cols: list[np.ndarray], keep: int) -> Tensor:
+        mask = torch.from_numpy(np.stack([
+            _row_mask(job.knockout, q_cols[r], self._positions(r)[0],
+                      job.n + len(self.appended[r]))
+            for r, job in enumerate(self.jobs)
+        ]))
+        kwargs: dict[str, Any] = {"attention_mask": self.attn, "logits_to_keep": keep}
         if self.cache is not None:
             kwargs["past_key_values"] = self.cache
-        if bool(mask.any()):
-            with attention_knockout(self.model, mask, **self.kw) as ko:
-                logits = self.model(ids, **kwargs)
-            if ko.calls == 0:
-                raise RuntimeError("knockout hooks never fired: the intervention was a no-op.")
-            self.hook_calls += ko.calls
-        else:
+        if not bool(mask.any()):
+            return self.model(ids, **kwargs)[:, -keep:, :]
+        with attention_knockout(self.model, mask, **self.kw) as ko:
             logits = self.model(ids, **kwargs)
+        if ko.calls == 0:
+            raise RuntimeError("knockout hooks never fired: the intervention was a no-op.")
         return logits[:, -keep:, :]
 
     def _new_cache(self) -> Any:
         from transformers import DynamicCache
 
+        if not self.cached:
+            return None
         if self.prefix_kv is None:
-            return DynamicCache() if self.lp == 0 and self._use_cache else None
+            return DynamicCache()
         b = len(self.jobs)
-        return DynamicCache(
-            ddp_cache_data=[
-                (k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in self.prefix_kv
-            ]
-        )
-
-    _use_cache = False
+        return DynamicCache(ddp_cache_data=[
+            (k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in self.prefix_kv
+        ])
 
     def start(self, forced: Sequence[Sequence[int]] | None = None, keep: int = 1) -> Tensor:
         """First forward: the run part (+ ``forced`` tokens); logits at the last ``keep`` columns."""
         if forced is not None:
-            lens = {len(f) for f in forced}
-            if len(lens) != 1:
+            if len({len(f) for f in forced}) != 1:
                 raise ValueError("teacher-forced continuations in one batch must share a length.")
             self.appended = [list(f) for f in forced]
-        b = len(self.jobs)
-        rows, attn_rows, q_cols = [], [], []
+        rows, attn_rows = [], []
         for r, job in enumerate(self.jobs):
             part = job.tp.input_ids[self.lp :] + self.appended[r]
             rows.append([self.pad_id] * self.pads[r] + part)
             attn_rows.append([1] * self.lp + [0] * self.pads[r] + [1] * len(part))
-            q_cols.append(self._positions(r)[1])
         ids = torch.tensor(rows, dtype=torch.long, device=self.device)
-        attn = torch.tensor(attn_rows, dtype=torch.long, device=self.device)
+        self.attn = torch.tensor(attn_rows, dtype=torch.long, device=self.device)
         self.cache = self._new_cache()
-        self._attn = attn
-        out = self._forward(ids, attn, q_cols, keep)
-        self.started = True
-        assert out.shape[0] == b
-        return out
+        return self._forward(ids, [self._positions(r)[1] for r in range(len(self.jobs))], keep)
 
     def extend(self, tokens: Sequence[int]) -> Tensor:
         """Append one token per row and return the next logits ``[batch, vocab]``."""
         for r, t in enumerate(tokens):
             self.appended[r].append(int(t))
-        if self.cache is None:  # naive: rerun everything
-            self.cache = None
+        if not self.cached:  # naive: rerun everything
             return self.start(forced=None, keep=1)[:, -1]
+        assert self.attn is not None
         ids = torch.tensor([[int(t)] for t in tokens], dtype=torch.long, device=self.device)
-        self._attn = torch.cat(
-            [self._attn, torch.ones(len(tokens), 1, dtype=torch.long, device=self.device)], 1
-        )
-        q_cols = [np.array([self.jobs[r].n + len(self.appended[r]) - 1]) for r in range(len(tokens))]
-        return self._forward(ids, self._attn, q_cols, 1)[:, -1]
-
-
-class _CachedBatch(_Batch):
-    _use_cache = True
+        ones = torch.ones(len(tokens), 1, dtype=torch.long, device=self.device)
+        self.attn = torch.cat([self.attn, ones], 1)
+        q_cols = [np.array([job.n + len(self.appended[r]) - 1]) for r, job in enumerate(self.jobs)]
+        return self._forward(ids, q_cols, 1)[:, -1]
 
 
 # --------------------------------------------------------------------------------------- engines
@@ -303,12 +292,12 @@ def _chunks(idx: Sequence[int], size: int) -> Iterable[list[int]]:
 def _make_batches(
     model: Any, jobs: Sequence[Job], engine: str, batch_size: int,
     prefix_cache: dict[tuple[int, ...], Any],
-) -> Iterable[tuple[list[int], type[_Batch], tuple[int, list[tuple[Tensor, Tensor]]] | None]]:
-    """Yield (job indices, batch class, prefix) triples; rows sorted by length."""
+) -> Iterable[tuple[list[int], bool, tuple[int, list[tuple[Tensor, Tensor]]] | None]]:
+    """Yield (job indices, cached?, prefix) triples; rows sorted by length."""
     if engine == "naive":
         order = sorted(range(len(jobs)), key=lambda i: jobs[i].n)
         for idx in _chunks(order, batch_size):
-            yield idx, _Batch, None
+            yield idx, False, None
         return
     if engine != "cached":
         raise ValueError(f"unknown engine {engine!r}; use one of {ENGINES}.")
@@ -326,7 +315,7 @@ def _make_batches(
             by_len.setdefault(jobs[i].n, []).append(i)
         for n in sorted(by_len):
             for idx in _chunks(by_len[n], batch_size):
-                yield idx, _CachedBatch, prefix
+                yield idx, True, prefix
 
 
 def _label_scores(
@@ -408,11 +397,11 @@ def score_jobs(
                 "demonstrations (k) — nothing is truncated."
             )
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    for idx, cls, prefix in _make_batches(model, jobs, engine, batch_size,
+    for idx, cached, prefix in _make_batches(model, jobs, engine, batch_size,
                                              {} if prefix_cache is None else prefix_cache):
-        def make(sub_idx: list[int], cls: type[_Batch] = cls, prefix: Any = prefix) -> _Batch:
-            return cls(model, [jobs[i] for i in sub_idx], pad_id=pad_id, prefix=prefix,
-                       knockout_kw=kw)
+        def make(sub_idx: list[int], cached: bool = cached, prefix: Any = prefix) -> _Batch:
+            return _Batch(model, [jobs[i] for i in sub_idx], pad_id=pad_id, prefix=prefix,
+                          cached=cached, knockout_kw=kw)
         batch = make(idx)
         first = batch.start()[:, -1]
         label_scores = _label_scores(model, jobs, idx, first, make)
@@ -465,7 +454,7 @@ def greedy_generate(
     knockout: Knockout | None = None, engine: str = "naive",
 ) -> list[int]:
     """Greedy continuation of one categorized prompt (stops early at a newline or EOS)."""
-    job = Job(tp, knockout, "custom", {"_": [0]})
+    job = Job(tp, knockout, "custom", label_token_ids(tp.prompt.task, tokenizer, tp.prompt.text))
     res = score_jobs(model, tokenizer, [job], scoring="generate", engine=engine,
                      max_new_tokens=max_new_tokens)
     return res[0].generated_ids

@@ -256,12 +256,14 @@ def label_distribution(condition: str | None) -> dict[str, float]:
 dist = pd.DataFrame({c: label_distribution(c) for c in PAPER_ORDER if c != "zero_shot"}).T
 dist.index = [f"{c} ({CONDITION_LABELS[c]})" for c in dist.index]
 print(f"gold label: {tp.prompt.gold!r}")
-display(dist)
+with pd.option_context("display.precision", 3):
+    display(dist)
 
 # %% [markdown]
-# Read the rows against the first one (`icl`, nothing hidden). The probability mass that moves
-# away from the label words goes to other tokens; that is what makes generation-based accuracy
-# collapse in some conditions (below). This is a single prompt: the sweep averages over many.
+# Read the rows against the `icl` row (nothing hidden). Watch `P(other tokens)`: where a mask
+# moves probability mass from the label words to other tokens, greedy generation may produce
+# something that is not a label word, which the generation-based metric counts as wrong (below).
+# This is a single prompt; the sweep averages over many.
 #
 # ## Sanity check: can the model do the task?
 #
@@ -328,13 +330,14 @@ def paper_layout(table: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     for t in tasks:
         cols[(t, "ours")] = ours[t]
         cols[(t, "paper")] = ref[t]
-    for who, wide in (("ours", ours), ("paper", ref)):
-        avg = wide.mean(axis=1, skipna=False)
-        base = {c: ("zero_shot" if c in TABLE2 else "icl") for c in conds}
-        delta = pd.Series({c: (np.nan if c in ("zero_shot", "icl") or base[c] not in avg.index
-                               else avg[c] - avg[base[c]]) for c in conds})
+    base = {c: ("zero_shot" if c in TABLE2 else "icl") for c in conds}
+    avgs = {"ours": ours.mean(axis=1, skipna=False), "paper": ref.mean(axis=1, skipna=False)}
+    for who, avg in avgs.items():
         cols[("avg", who)] = avg
-        cols[("Δ", who)] = delta
+    for who, avg in avgs.items():
+        cols[("Δ", who)] = pd.Series({
+            c: (np.nan if c in ("zero_shot", "icl") or base[c] not in avg.index
+                else avg[c] - avg[base[c]]) for c in conds})
     out = pd.DataFrame(cols)
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     out.index = [f"{CONDITION_LABELS[c]}  [{c}]" for c in conds]
@@ -359,12 +362,12 @@ print(format_accuracy_table(acc_gen, paper=paper, paper_label=PAPER_MODEL))
 # ### Why the two metrics differ
 #
 # acc_gen counts a row as correct only if greedy decoding *produces* the gold label word. A
-# generation that is not a label word at all (the zero-shot model often continues the review
-# instead of answering) is simply wrong, so a condition can score **exactly 0 %**; the paper
-# prints 0.0 for LLaMA-7B's zero-shot DBPedia, which suggests it scored generations too.
-# acc_label forces a choice among the label words, so it never falls much below chance and
-# hides *whether* the model still knows it should answer with a label. The share of valid
-# generations per condition shows where the gap comes from:
+# generation that is not a label word at all is simply wrong (a small model prompted zero-shot
+# may continue the review instead of answering; see the sanity check above), so a condition can
+# score **exactly 0 %**. The paper prints 0.0 for LLaMA-7B's zero-shot DBPedia, which suggests
+# it scored generations too. acc_label forces a choice among the label words, so it usually
+# stays near or above chance, and it hides *whether* the model still knows that it should answer
+# with a label. The share of valid generations per condition shows where the gap comes from:
 
 # %%
 valid = (results.groupby(["task", "condition"], sort=False)["valid"].mean().mul(100)
@@ -462,11 +465,12 @@ with pd.option_context("display.max_colwidth", 80):
 #   paper's central claim. If it does not hold here, look at the `valid generations` table: a
 #   small model that stops producing label words under a mask fails acc_gen for a different
 #   reason than losing the task information, and acc_label separates the two.
-# * **Target 2.** `-template` leaves *more* tokens visible than `+template` (all of `D_in`), yet
-#   in the paper it is the worst `minus` condition. The representations of the template tokens
-#   are not replaceable by the content they follow. `-content` close to Standard ICL says the
-#   opposite about CONT: its information reaches the test example through other tokens. The
-#   paper reads the stopwords as "synthesis checkpoints" for the content before them.
+# * **Target 2.** `-template` usually leaves *more* demonstration tokens visible than
+#   `+template` (all of `D_in`; compare the token counts above), yet in the paper it is the worst
+#   `minus` condition. The paper's reading: the template tokens' representations cannot be
+#   replaced by the content they follow. `-content` close to Standard ICL would say the opposite
+#   about CONT: its information reaches the test example through other tokens' representations.
+#   The paper reads the stopwords as "synthesis checkpoints" for the content before them.
 # * With 1-2 seeds and tens of examples the standard errors are several points, so "within about
 #   2 points" can only fail clearly when the difference is several standard errors away.
 #
@@ -548,7 +552,8 @@ display(lengths)
 #   confirms and which makes one cached prefix enough for every condition.
 # * The check table states, for this run, whether the template tokens' representations matter
 #   more than the stopwords' and the content's, as the paper found for all four LLaMA models.
-# * Report acc_gen and acc_label together: their gap is the share of generations that are not
-#   label words, which the masks change a lot for small models.
+# * Report acc_gen and acc_label together: their gap comes mostly from generations that are not
+#   label words (the `valid generations` table), and a mask can change that share without
+#   changing which label the model prefers.
 # * The token-level ablation (paper-spec §6 E4, Table 4) *removes* tokens from the prompt
 #   instead of hiding their representations; for content tokens that hurts far more.
