@@ -1,7 +1,8 @@
 """Scoring under knockouts, with two engines that give the same answers.
 
-* ``engine="naive"``: every forward runs the whole prompt (and, when generating, the whole
-  prompt plus the tokens generated so far): the reference implementation.
+* ``engine="naive"``: every forward is a plain full forward of the whole prompt (and, when
+  generating, the whole prompt plus the tokens generated so far), logits at every position:
+  the reference implementation, what one would write by hand.
 * ``engine="cached"``: the demonstration prefix (BOS + instruction + demonstrations) runs once;
   its key/value cache (a ``transformers`` ``DynamicCache`` fed back through the bridge's
   ``past_key_values``) serves every test example and condition; only the test suffix runs, and
@@ -189,8 +190,11 @@ class _Batch:
                       job.n + len(self.appended[r]))
             for r, job in enumerate(self.jobs)
         ]))
-        kwargs: dict[str, Any] = {"attention_mask": self.attn, "logits_to_keep": keep}
-        if self.cache is not None:
+        kwargs: dict[str, Any] = {"attention_mask": self.attn}
+        if self.cached:
+            # Only the scored positions go through the unembedding (262k-word vocabulary for
+            # Gemma-3); the naive engine is a plain full forward, logits at every position.
+            kwargs["logits_to_keep"] = keep
             kwargs["past_key_values"] = self.cache
         if not bool(mask.any()):
             return self.model(ids, **kwargs)[:, -keep:, :]

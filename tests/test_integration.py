@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -84,3 +86,20 @@ def test_label_words_single_token_on_gemma_for_sst2(gemma, sst2):
     job = make_jobs(task, tok, ep, ["icl"])[0]
     assert all(len(v) == 1 for v in job.labels.values())
     assert job.tp.tokens[0] == "<bos>"
+
+
+def test_categorize_json_is_deterministic_on_gemma(tmp_path):
+    from icl_tokens.cli import main
+
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.jsonl"
+        assert main(["categorize", "--model", "gemma-3-270m", "--task", "agnews", "--seed", "2",
+                     "--n-test", "3", "--json", "--out", str(out)]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    first = json.loads(outs[0].decode().splitlines()[0])
+    assert first["tokens"][0] == {"id": 2, "text": "<bos>", "start": 0, "end": 0,
+                                  "categories": ["bos"]}
+    assert first["prompt"].endswith("\nAnswer:")
+    assert set(first["labels"]) == {"World", "Sports", "Business", "Technology"}
