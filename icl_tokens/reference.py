@@ -73,7 +73,8 @@ def _read(name: str) -> pd.DataFrame:
             "data/reference/ (install icl_tokens with `pip install -e .`, or point "
             "ICL_TOKENS_TASKS_DIR at a folder with reference/)."
         )
-    return _read_cached(str(path), path.stat().st_mtime_ns)
+    # A copy: callers may modify what they get without touching the cached table.
+    return _read_cached(str(path), path.stat().st_mtime_ns).copy()
 
 
 @lru_cache(maxsize=4)
