@@ -12,10 +12,10 @@
 
 The naive engine batches prompts of any lengths with left padding (a 2-D attention mask gives
 the bridge the right position ids), so every row's last column is its last real token and
-generation appends in lock-step. The cached engine batches rows whose suffixes have the same
-length (every condition of one test example, plus other examples of that length): padding
-between a cached prefix and the suffix would shift the column distances that sliding-window
-layers measure.
+generation appends in lock-step. The cached engine right-pads suffixes of different lengths
+(padding between the cached prefix and a suffix would shift the column distances that
+sliding-window layers measure), gathers logits at each row's own last position, and continues
+generation in groups of rows with equal suffix lengths.
 
 Scoring (paper-spec §5):
 
@@ -141,16 +141,20 @@ def _row_mask(
 
 
 class _Batch:
-    """Rows run together: the part to run (whole prompt, or the suffix after a cached prefix)
-    left-padded, plus tokens appended in lock-step (generated or teacher-forced).
+    """Rows run together, plus tokens appended in lock-step (generated or teacher-forced).
+
+    The naive engine runs whole prompts, left-padded, and reruns everything at every step. The
+    cached engine runs only the suffix after a shared demonstration prefix, right-padded (every
+    real token keeps its column = its position, which sliding-window layers rely on); logits
+    are gathered at each row's own last positions, and generation continues in groups of rows
+    whose suffixes have the same length (:meth:`lockstep_groups`).
 
     Args:
         model: The bridge.
         jobs: The rows.
         pad_id: Token id for padding (masked out by the 2-D attention mask).
         prefix: ``(length, per-layer (keys, values))`` of a cached demonstration prefix, or None.
-        cached: Keep a KV cache across steps (the cached engine); otherwise every step reruns
-            the whole sequence (the naive engine).
+        cached: The cached engine (KV cache, right padding, logits only where scored).
         knockout_kw: ``layers``/``heads``/``mode`` for :func:`attention_knockout`.
     """
 
@@ -169,68 +173,114 @@ class _Batch:
         self.pad_id = pad_id
         self.kw = knockout_kw
         self.cached = cached
+        self.prefix = prefix
         self.lp = prefix[0] if prefix else 0
-        self.prefix_kv = prefix[1] if prefix else None
         self.appended: list[list[int]] = [[] for _ in jobs]
         self.cache: Any = None
         self.attn: Tensor | None = None
-        run_parts = [j.n - self.lp for j in self.jobs]
-        self.pads = [max(run_parts) - n for n in run_parts]
         self.device = torch.device(model.cfg.device)
 
-    def _positions(self, r: int) -> tuple[np.ndarray, np.ndarray]:
-        """Absolute prompt positions of every key column and of the run columns of row ``r``."""
+    def _run_len(self, r: int) -> int:
+        return self.jobs[r].n - self.lp + len(self.appended[r])
+
+    def _layout(self) -> tuple[list[int], list[int]]:
+        """Left and right padding of every row's run part."""
+        lens = [self._run_len(r) for r in range(len(self.jobs))]
+        pads = [max(lens) - n for n in lens]
+        zero = [0] * len(lens)
+        return (zero, pads) if self.cached else (pads, zero)
+
+    def _positions(self, r: int, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
+        """Absolute prompt positions of every key column and of the run columns (-1 = pad)."""
         total = self.jobs[r].n + len(self.appended[r])
-        run = np.concatenate([np.full(self.pads[r], -1), np.arange(self.lp, total)])
+        run = np.concatenate([np.full(left, -1), np.arange(self.lp, total), np.full(right, -1)])
         return np.concatenate([np.arange(self.lp), run]), run
 
-    def _forward(self, ids: Tensor, q_cols: list[np.ndarray], keep: int) -> Tensor:
+    def _forward(self, ids: Tensor, q_cols: list[np.ndarray], k_cols: list[np.ndarray],
+                 keep_cols: list[list[int]]) -> Tensor:
+        """Run ``ids``; return logits ``[batch, keep, vocab]`` at each row's ``keep_cols``."""
         mask = torch.from_numpy(np.stack([
-            _row_mask(job.knockout, q_cols[r], self._positions(r)[0],
-                      job.n + len(self.appended[r]))
+            _row_mask(job.knockout, q_cols[r], k_cols[r], job.n + len(self.appended[r]))
             for r, job in enumerate(self.jobs)
         ]))
         kwargs: dict[str, Any] = {"attention_mask": self.attn}
+        cols = torch.tensor(keep_cols, device=self.device)  # [batch, keep] input columns
+        uniq = torch.unique(cols)
         if self.cached:
             # Only the scored positions go through the unembedding (262k-word vocabulary for
             # Gemma-3); the naive engine is a plain full forward, logits at every position.
-            kwargs["logits_to_keep"] = keep
+            kwargs["logits_to_keep"] = uniq
             kwargs["past_key_values"] = self.cache
         if not bool(mask.any()):
-            return self.model(ids, **kwargs)[:, -keep:, :]
-        with attention_knockout(self.model, mask, **self.kw) as ko:
             logits = self.model(ids, **kwargs)
-        if ko.calls == 0:
-            raise RuntimeError("knockout hooks never fired: the intervention was a no-op.")
-        return logits[:, -keep:, :]
+        else:
+            with attention_knockout(self.model, mask, **self.kw) as ko:
+                logits = self.model(ids, **kwargs)
+            if ko.calls == 0:
+                raise RuntimeError("knockout hooks never fired: the intervention was a no-op.")
+        if self.cached:
+            cols = torch.searchsorted(uniq, cols)
+        rows = torch.arange(len(self.jobs), device=self.device)[:, None]
+        return logits[rows, cols]
 
     def _new_cache(self) -> Any:
         from transformers import DynamicCache
 
-        if not self.cached:
-            return None
-        if self.prefix_kv is None:
+        if self.prefix is None:
             return DynamicCache()
         b = len(self.jobs)
         return DynamicCache(ddp_cache_data=[
-            (k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in self.prefix_kv
+            (k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in self.prefix[1]
         ])
 
     def start(self, forced: Sequence[Sequence[int]] | None = None, keep: int = 1) -> Tensor:
-        """First forward: the run part (+ ``forced`` tokens); logits at the last ``keep`` columns."""
+        """First forward: the run part (+ ``forced`` tokens); logits ``[batch, keep, vocab]``
+        at each row's last ``keep`` real positions."""
         if forced is not None:
             if len({len(f) for f in forced}) != 1:
                 raise ValueError("teacher-forced continuations in one batch must share a length.")
             self.appended = [list(f) for f in forced]
-        rows, attn_rows = [], []
+        left, right = self._layout()
+        rows, attn_rows, q_cols, k_cols, keep_cols = [], [], [], [], []
         for r, job in enumerate(self.jobs):
             part = job.tp.input_ids[self.lp :] + self.appended[r]
-            rows.append([self.pad_id] * self.pads[r] + part)
-            attn_rows.append([1] * self.lp + [0] * self.pads[r] + [1] * len(part))
+            rows.append([self.pad_id] * left[r] + part + [self.pad_id] * right[r])
+            attn_rows.append([1] * self.lp + [0] * left[r] + [1] * len(part) + [0] * right[r])
+            k, q = self._positions(r, left[r], right[r])
+            k_cols.append(k)
+            q_cols.append(q)
+            end = left[r] + len(part)
+            keep_cols.append(list(range(end - keep, end)))
         ids = torch.tensor(rows, dtype=torch.long, device=self.device)
         self.attn = torch.tensor(attn_rows, dtype=torch.long, device=self.device)
-        self.cache = self._new_cache()
-        return self._forward(ids, [self._positions(r)[1] for r in range(len(self.jobs))], keep)
+        self.cache = self._new_cache() if self.cached else None
+        return self._forward(ids, q_cols, k_cols, keep_cols)
+
+    def lockstep_groups(self) -> list[tuple[list[int], "_Batch"]]:
+        """Row groups that can append tokens in lock-step, each as its own batch.
+
+        Naive batches are left-padded, so all rows go together. A cached batch is split by
+        run length; each group gets the rows of the cache, cut back to its own length.
+        """
+        lens = [self._run_len(r) for r in range(len(self.jobs))]
+        if not self.cached or len(set(lens)) == 1:
+            return [(list(range(len(self.jobs))), self)]
+        from transformers import DynamicCache
+
+        groups: list[tuple[list[int], _Batch]] = []
+        for n in sorted(set(lens)):
+            rows = [r for r, x in enumerate(lens) if x == n]
+            sub = _Batch(self.model, [self.jobs[r] for r in rows], pad_id=self.pad_id,
+                         prefix=self.prefix, cached=True, knockout_kw=self.kw)
+            sub.appended = [list(self.appended[r]) for r in rows]
+            idx = torch.tensor(rows, device=self.device)
+            sub.cache = DynamicCache(ddp_cache_data=[
+                (layer.keys[idx, :, : self.lp + n], layer.values[idx, :, : self.lp + n])
+                for layer in self.cache.layers
+            ])
+            sub.attn = torch.ones(len(rows), self.lp + n, dtype=torch.long, device=self.device)
+            groups.append((rows, sub))
+        return groups
 
     def extend(self, tokens: Sequence[int]) -> Tensor:
         """Append one token per row and return the next logits ``[batch, vocab]``."""
@@ -239,11 +289,17 @@ class _Batch:
         if not self.cached:  # naive: rerun everything
             return self.start(forced=None, keep=1)[:, -1]
         assert self.attn is not None
+        if len({self._run_len(r) for r in range(len(self.jobs))}) != 1:
+            raise RuntimeError("extend() needs rows of equal length; use lockstep_groups().")
         ids = torch.tensor([[int(t)] for t in tokens], dtype=torch.long, device=self.device)
         ones = torch.ones(len(tokens), 1, dtype=torch.long, device=self.device)
         self.attn = torch.cat([self.attn, ones], 1)
-        q_cols = [np.array([job.n + len(self.appended[r]) - 1]) for r, job in enumerate(self.jobs)]
-        return self._forward(ids, q_cols, 1)[:, -1]
+        q_cols, k_cols = [], []
+        for r in range(len(self.jobs)):
+            k, run = self._positions(r, 0, 0)
+            q_cols.append(run[-1:])
+            k_cols.append(k)
+        return self._forward(ids, q_cols, k_cols, [[0]] * len(self.jobs))[:, -1]
 
 
 # --------------------------------------------------------------------------------------- engines
@@ -311,15 +367,9 @@ def _make_batches(
             if prefix_ids not in prefix_cache:
                 prefix_cache[prefix_ids] = (len(prefix_ids), _prefix_kv(model, list(prefix_ids)))
             prefix = prefix_cache[prefix_ids]
-        # Rows of one cached batch share their suffix length: padding between the cached prefix
-        # and the suffix would shift column distances, which sliding-window layers (Gemma-3)
-        # measure in columns. The conditions of one example always share it.
-        by_len: dict[int, list[int]] = {}
-        for i in members:
-            by_len.setdefault(jobs[i].n, []).append(i)
-        for n in sorted(by_len):
-            for idx in _chunks(by_len[n], batch_size):
-                yield idx, True, prefix
+        order = sorted(members, key=lambda i: jobs[i].n)
+        for idx in _chunks(order, batch_size):
+            yield idx, True, prefix
 
 
 def _label_scores(
@@ -363,6 +413,7 @@ def score_jobs(
     max_new_tokens: int | None = None,
     progress: Callable[[int], None] | None = None,
     prefix_cache: dict[tuple[int, ...], Any] | None = None,
+    early_stop: bool = True,
 ) -> list[RowResult]:
     """Score every job (label scores always; greedy generation when ``scoring="generate"``).
 
@@ -378,6 +429,9 @@ def score_jobs(
         progress: Called with the number of rows finished after each batch.
         prefix_cache: Reuse demonstration-prefix caches across calls (keyed by prefix ids);
             only for the cached engine, and only while the model and its weights are unchanged.
+        early_stop: Stop generating once every row of a batch produced a newline or EOS (the
+            prediction only reads the first line). ``False`` always generates
+            ``max_new_tokens`` (fixed work, e.g. for timing); predictions are the same.
     """
     if not jobs:
         return []
@@ -411,7 +465,10 @@ def score_jobs(
         label_scores = _label_scores(model, jobs, idx, first, make)
         gens: list[list[int]] = [[] for _ in idx]
         if scoring == "generate":
-            gens = _greedy(batch, first, max_new_tokens, tokenizer, eos)
+            for rows, sub in batch.lockstep_groups():
+                gen = _greedy(sub, first[rows], max_new_tokens, tokenizer, eos, early_stop)
+                for r, g in zip(rows, gen):
+                    gens[r] = g
         for r, i in enumerate(idx):
             s = label_scores[r]
             best = max(s, key=lambda w: s[w])
@@ -432,9 +489,11 @@ def score_jobs(
 
 
 def _greedy(
-    batch: _Batch, first: Tensor, max_new: int, tokenizer: Any, eos: set[int]
+    batch: _Batch, first: Tensor, max_new: int, tokenizer: Any, eos: set[int],
+    early_stop: bool = True,
 ) -> list[list[int]]:
-    """Greedy decoding in lock-step; stops once every row produced a newline or EOS."""
+    """Greedy decoding in lock-step. A row's tokens end at its first newline or EOS; with
+    ``early_stop`` decoding stops once every row got there."""
     b = first.shape[0]
     out: list[list[int]] = [[] for _ in range(b)]
     done = [False] * b
@@ -446,7 +505,7 @@ def _greedy(
                 out[r].append(int(t))
                 if t in eos or "\n" in tokenizer.decode([t]):
                     done[r] = True
-        if all(done) or step == max_new - 1:
+        if (early_stop and all(done)) or step == max_new - 1:
             break
         logits = batch.extend(nxt)
     return out
