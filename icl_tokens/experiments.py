@@ -30,6 +30,11 @@ __all__ = [
     "accuracy_table",
     "format_accuracy_table",
     "CONDITION_LABELS",
+    "TABLE2_CONDITIONS",
+    "paper_layout",
+    "task_means",
+    "paired_se",
+    "pattern_checks",
 ]
 
 #: Paper row names for our conditions.
@@ -211,8 +216,11 @@ def accuracy_table(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
     out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0),
                         "n_seeds": g.size()}).reset_index()
     order = {c: i for i, c in enumerate(PAPER_ORDER)}
+    task_order = {t: i for i, t in enumerate(dict.fromkeys(df["task"]))}  # as first seen
     out["_o"] = out["condition"].map(lambda c: order.get(c, len(order)))
-    return out.sort_values(["model", "task", "_o"]).drop(columns="_o").reset_index(drop=True)
+    out["_t"] = out["task"].map(task_order)
+    return (out.sort_values(["model", "_t", "_o"], kind="stable").drop(columns=["_o", "_t"])
+            .reset_index(drop=True))
 
 
 def format_accuracy_table(
@@ -244,3 +252,93 @@ def format_accuracy_table(
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
     return "\n".join([fmt(lines[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in lines[1:]])
+
+
+#: Table 2 rows (and the diagnostic): their Δ is taken against Zero-shot; the others' against
+#: Standard ICL.
+TABLE2_CONDITIONS: tuple[str, ...] = ("zero_shot", "+content", "+stopword", "+template", "none")
+
+
+def paper_layout(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Conditions × (task, ours/paper) with ``avg`` and ``Δ`` columns, as in Tables 2 and 3.
+
+    Args:
+        table: From :func:`accuracy_table` (one model).
+        paper: Conditions × tasks reference values
+            (:func:`icl_tokens.reference.paper_condition_table`), or None.
+
+    ``avg`` is the mean over the tasks present (the paper averages all six); ``Δ`` is the
+    difference of ``avg`` from Zero-shot for the Table 2 rows and from Standard ICL otherwise.
+    """
+    tasks = list(dict.fromkeys(table["task"]))
+    ours = table.pivot(index="condition", columns="task", values="mean")
+    conds = [c for c in PAPER_ORDER if c in ours.index]
+    sources = {"ours": ours.reindex(index=conds, columns=tasks)}
+    if paper is not None:
+        sources["paper"] = paper.reindex(index=conds, columns=tasks)
+    cols: dict[tuple[str, str], pd.Series] = {}
+    for t in tasks:
+        for who, src in sources.items():
+            cols[(t, who)] = src[t]
+    avgs = {who: src.mean(axis=1, skipna=False) for who, src in sources.items()}
+    for who, avg in avgs.items():
+        cols[("avg", who)] = avg
+    for who, avg in avgs.items():
+        delta = {}
+        for c in conds:
+            base = "zero_shot" if c in TABLE2_CONDITIONS else "icl"
+            delta[c] = (np.nan if c in ("zero_shot", "icl") or base not in avg.index
+                        else avg[c] - avg[base])
+        cols[("Δ", who)] = pd.Series(delta)
+    out = pd.DataFrame(cols)
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    out.index = [f"{CONDITION_LABELS[c]}  [{c}]" for c in conds]
+    return out
+
+
+def task_means(table: pd.DataFrame) -> pd.Series:
+    """Mean accuracy over tasks per condition, from :func:`accuracy_table`."""
+    return table.pivot(index="condition", columns="task", values="mean").mean(axis=1)
+
+
+def paired_se(results: pd.DataFrame, metric: str, a: str, b: str) -> float:
+    """Standard error (points) of the mean paired difference ``a − b`` over
+    (task, seed, example) rows of a results table."""
+    wide = results.pivot_table(index=["task", "seed", "example_id"], columns="condition",
+                               values=metric)
+    d = (wide[a] - wide[b]).to_numpy() * 100
+    return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+
+
+def pattern_checks(
+    avg: pd.Series,
+    results: pd.DataFrame | None = None,
+    metric: str | None = None,
+    tolerance: float = 2.5,
+) -> dict[str, str]:
+    """The paper's qualitative targets 1–2 (paper-spec §8) as 'holds'/'does not hold' lines.
+
+    Args:
+        avg: Accuracy per condition (e.g. :func:`task_means`, or the paper's per-condition means).
+        results: Per-example rows, to print the paired standard error of the ``-content`` and
+            ``-stopword`` differences (optional).
+        metric: The results column of ``avg`` (``correct`` or ``label_correct``).
+        tolerance: "Within about 2 points".
+    """
+    t, s, c = avg["+template"], avg["+stopword"], avg["+content"]
+    drops = {x: avg[x] - avg["icl"] for x in ("-content", "-stopword", "-template")}
+    largest = drops["-template"] < min(drops["-content"], drops["-stopword"])
+    out = {
+        "1. +template > +stopword > +content":
+            f"{'holds' if t > s > c else 'does not hold'} ({t:.1f} / {s:.1f} / {c:.1f})",
+        "2a. -template is the largest drop":
+            f"{'holds' if largest else 'does not hold'} (Δ {drops['-template']:+.1f} vs "
+            f"{drops['-content']:+.1f} / {drops['-stopword']:+.1f})",
+    }
+    for x, label in (("-content", "2b"), ("-stopword", "2c")):
+        se = ""
+        if results is not None and metric is not None:
+            se = f", SE {paired_se(results, metric, x, 'icl'):.1f}"
+        out[f"{label}. {x} within {tolerance} of Standard"] = (
+            f"{'holds' if abs(drops[x]) <= tolerance else 'does not hold'} (Δ {drops[x]:+.1f}{se})")
+    return out

@@ -48,6 +48,7 @@ __all__ = [
     "condition_knockout",
     "parse_conditions",
     "custom_knockout",
+    "SPEC_NAMES",
 ]
 
 ZERO_SHOT = "zero_shot"
@@ -76,6 +77,14 @@ ALIASES: dict[str, str] = {
     "only_cont": "+content", "only_label": "none", "zero-shot": ZERO_SHOT,
     "temp": "+template", "stop": "+stopword", "cont": "+content",
     "temp_cont": "-stopword", "cont_stop": "-template", "temp_stop": "-content",
+}
+
+
+#: Our names → paper-spec §6 code names.
+SPEC_NAMES: dict[str, str] = {
+    "zero_shot": "zero_shot", "+content": "only_cont", "+stopword": "only_stop",
+    "+template": "only_temp", "icl": "standard", "-content": "minus_cont",
+    "-stopword": "minus_stop", "-template": "minus_temp", "none": "only_label",
 }
 
 

@@ -79,10 +79,13 @@ from icl_tokens.experiments import (
     accuracy_by_seed,
     accuracy_table,
     format_accuracy_table,
+    paper_layout,
+    pattern_checks,
     run_ablation,
+    task_means,
 )
 from icl_tokens.hooks import attention_knockout
-from icl_tokens.masks import CONDITIONS, PAPER_ORDER, condition_knockout
+from icl_tokens.masks import CONDITIONS, PAPER_ORDER, SPEC_NAMES, condition_knockout
 from icl_tokens.models import load_model, load_tokenizer, model_info
 from icl_tokens.plotting import accuracy_bar, mask_heatmap, token_category_html
 from icl_tokens.prompts import build_prompt
@@ -95,13 +98,6 @@ pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 30)
 pd.set_option("display.max_colwidth", 60)
 pd.set_option("display.precision", 1)
-
-#: paper-spec §6 code names, used in the prose below next to ours.
-SPEC_NAMES = {
-    "zero_shot": "zero_shot", "+content": "only_cont", "+stopword": "only_stop",
-    "+template": "only_temp", "icl": "standard", "-content": "minus_cont",
-    "-stopword": "minus_stop", "-template": "minus_temp", "none": "only_label",
-}
 
 # %% [markdown]
 # ## Load the model
@@ -315,33 +311,6 @@ display(results.loc[:8, [c for c in results.columns if not c.startswith("score_"
 # and from Standard ICL for the Table 3 rows.
 
 # %%
-TABLE2 = ["zero_shot", "+content", "+stopword", "+template", "none"]
-
-
-def paper_layout(table: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Conditions × (task, ours/paper) plus avg and Δ, from an `accuracy_table`."""
-    ours = table.pivot(index="condition", columns="task", values="mean")
-    conds = [c for c in PAPER_ORDER if c in ours.index]
-    ours = ours.reindex(index=conds, columns=tasks)
-    ref = paper.reindex(index=conds, columns=tasks)
-    cols = {}
-    for t in tasks:
-        cols[(t, "ours")] = ours[t]
-        cols[(t, "paper")] = ref[t]
-    base = {c: ("zero_shot" if c in TABLE2 else "icl") for c in conds}
-    avgs = {"ours": ours.mean(axis=1, skipna=False), "paper": ref.mean(axis=1, skipna=False)}
-    for who, avg in avgs.items():
-        cols[("avg", who)] = avg
-    for who, avg in avgs.items():
-        cols[("Δ", who)] = pd.Series({
-            c: (np.nan if c in ("zero_shot", "icl") or base[c] not in avg.index
-                else avg[c] - avg[base[c]]) for c in conds})
-    out = pd.DataFrame(cols)
-    out.columns = pd.MultiIndex.from_tuples(out.columns)
-    out.index = [f"{CONDITION_LABELS[c]}  [{c}]" for c in conds]
-    return out
-
-
 paper = paper_condition_table(PAPER_MODEL, tasks=tasks)
 acc_gen = accuracy_table(results, "correct")
 acc_label = accuracy_table(results, "label_correct")
@@ -415,47 +384,12 @@ fig.show()
 # about two standard errors of the threshold is not evidence either way.
 
 # %%
-TOLERANCE = 2.5  # "within about 2 points"
-
-
-def task_means(table: pd.DataFrame) -> pd.Series:
-    """Mean accuracy over tasks per condition (tasks have equally many examples)."""
-    return table.pivot(index="condition", columns="task", values="mean").mean(axis=1)
-
-
-def paired_se(metric: str, a: str, b: str) -> float:
-    """Standard error (points) of the mean paired difference a − b over (task, seed, example)."""
-    key = ["task", "seed", "example_id"]
-    wide = results.pivot_table(index=key, columns="condition", values=metric)
-    d = (wide[a] - wide[b]).to_numpy() * 100
-    return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-
-
-def checks(avg: pd.Series, metric: str | None = None) -> dict[str, str]:
-    t, s, c = avg["+template"], avg["+stopword"], avg["+content"]
-    drops = {x: avg[x] - avg["icl"] for x in ("-content", "-stopword", "-template")}
-    out = {
-        "1. +template > +stopword > +content":
-            f"{'holds' if t > s > c else 'does not hold'} ({t:.1f} / {s:.1f} / {c:.1f})",
-        "2a. -template is the largest drop":
-            f"{'holds' if drops['-template'] < min(drops['-content'], drops['-stopword']) else 'does not hold'}"
-            f" (Δ {drops['-template']:+.1f} vs {drops['-content']:+.1f} / "
-            f"{drops['-stopword']:+.1f})",
-    }
-    for x, label in (("-content", "2b"), ("-stopword", "2c")):
-        se = f", SE {paired_se(metric, x, 'icl'):.1f}" if metric else ""
-        out[f"{label}. {x} within {TOLERANCE} of Standard"] = (
-            f"{'holds' if abs(drops[x]) <= TOLERANCE else 'does not hold'} "
-            f"(Δ {drops[x]:+.1f}{se})")
-    return out
-
-
 paper_all = paper_condition_table(PAPER_MODEL)
 check_table = pd.DataFrame({
-    "ours, acc_gen": checks(task_means(acc_gen), "correct"),
-    "ours, acc_label": checks(task_means(acc_label), "label_correct"),
-    f"{PAPER_MODEL}, these tasks": checks(paper.mean(axis=1)),
-    f"{PAPER_MODEL}, all 6 tasks": checks(paper_all.mean(axis=1)),
+    "ours, acc_gen": pattern_checks(task_means(acc_gen), results, "correct"),
+    "ours, acc_label": pattern_checks(task_means(acc_label), results, "label_correct"),
+    f"{PAPER_MODEL}, these tasks": pattern_checks(paper.mean(axis=1)),
+    f"{PAPER_MODEL}, all 6 tasks": pattern_checks(paper_all.mean(axis=1)),
 })
 with pd.option_context("display.max_colwidth", 80):
     display(check_table)

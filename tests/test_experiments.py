@@ -1,0 +1,106 @@
+"""Accuracy tables, the paper layout and the pattern checks, on synthetic result rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from icl_tokens.experiments import (
+    AblationConfig,
+    accuracy_by_seed,
+    accuracy_table,
+    format_accuracy_table,
+    paper_layout,
+    pattern_checks,
+    task_means,
+)
+from icl_tokens.masks import PAPER_ORDER
+from icl_tokens.reference import paper_condition_table
+
+# Accuracy (%) per condition of a made-up run; seeds differ by +-10 points.
+TRUE = {"zero_shot": 0, "+content": 40, "+stopword": 60, "+template": 80, "icl": 90,
+        "-content": 90, "-stopword": 80, "-template": 50, "none": 30}
+
+
+def _rows(task: str, offset: float = 0.0) -> pd.DataFrame:
+    rows = []
+    for seed, delta in ((0, -10), (1, 10)):
+        for cond, acc in TRUE.items():
+            n_correct = int(round((acc + delta * (cond != "zero_shot") + offset) / 10))
+            for i in range(10):
+                rows.append({"model": "m", "task": task, "seed": seed, "example_id": f"t:{i}",
+                             "condition": cond, "correct": int(i < n_correct),
+                             "label_correct": 1})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def results() -> pd.DataFrame:
+    return pd.concat([_rows("sst2"), _rows("agnews", offset=0)], ignore_index=True)
+
+
+def test_accuracy_by_seed_and_table(results):
+    per_seed = accuracy_by_seed(results)
+    icl = per_seed[(per_seed.task == "sst2") & (per_seed.condition == "icl")]
+    assert icl.accuracy.tolist() == [80.0, 100.0] and icl.n.tolist() == [10, 10]
+    table = accuracy_table(results)
+    row = table[(table.task == "sst2") & (table.condition == "icl")].iloc[0]
+    assert row["mean"] == 90.0 and row["std"] == pytest.approx(np.std([80, 100], ddof=1))
+    # Tasks keep the order they first appear in; conditions follow the paper's layout.
+    assert list(dict.fromkeys(table.task)) == ["sst2", "agnews"]
+    assert table[table.task == "sst2"].condition.tolist() == list(PAPER_ORDER)
+
+
+def test_paper_layout_avg_and_delta(results):
+    table = accuracy_table(results)
+    paper = paper_condition_table("Llama-7B", tasks=["sst2", "agnews"])
+    lay = paper_layout(table, paper)
+    assert list(lay.columns.get_level_values(0).unique()) == ["sst2", "agnews", "avg", "Δ"]
+    assert lay.loc["+ TEMP  [+template]", ("Δ", "ours")] == pytest.approx(80 - 0)
+    assert lay.loc["- TEMP  [-template]", ("Δ", "ours")] == pytest.approx(50 - 90)
+    assert lay.loc["+ TEMP  [+template]", ("sst2", "paper")] == pytest.approx(90.2)
+    # Paper Δ over SST-2 and AG News: mean(70.8, 90.2) - mean(25.0, 29.2)
+    assert lay.loc["+ TEMP  [+template]", ("Δ", "paper")] == pytest.approx(
+        (70.8 + 90.2) / 2 - (25.0 + 29.2) / 2)
+    assert np.isnan(lay.loc["Standard ICL  [icl]", ("Δ", "ours")])
+    assert "paper" not in paper_layout(table).columns.get_level_values(1)
+
+
+def test_pattern_checks(results):
+    table = accuracy_table(results)
+    checks = pattern_checks(task_means(table), results, "correct")
+    assert checks["1. +template > +stopword > +content"].startswith("holds")
+    assert checks["2a. -template is the largest drop"].startswith("holds")
+    assert checks["2b. -content within 2.5 of Standard"].startswith("holds")
+    assert checks["2c. -stopword within 2.5 of Standard"].startswith("does not hold")
+    assert "SE" in checks["2c. -stopword within 2.5 of Standard"]
+    flipped = task_means(table).copy()
+    flipped["+content"], flipped["+template"] = flipped["+template"], flipped["+content"]
+    assert pattern_checks(flipped)["1. +template > +stopword > +content"].startswith("does not")
+
+
+def test_format_accuracy_table_with_paper(results):
+    table = accuracy_table(results[results.task == "sst2"])
+    text = format_accuracy_table(table, paper_condition_table("Llama-7B", tasks=["sst2"]),
+                                 paper_label="Llama-7B")
+    lines = text.splitlines()
+    assert "sst2 (Llama-7B)" in lines[0]
+    icl = next(line for line in lines if line.startswith("Standard ICL"))
+    assert "90.0 ± 14.1" in icl and "94.3" in icl
+
+
+def test_config_validation_and_identity():
+    with pytest.raises(ValueError, match="unknown condition"):
+        AblationConfig(conditions=("icl", "bogus"))
+    with pytest.raises(ValueError, match="unknown scoring"):
+        AblationConfig(scoring="argmax")
+    with pytest.raises(ValueError, match="unknown engine"):
+        AblationConfig(engine="fast")
+    with pytest.raises(ValueError, match="stopword variant"):
+        AblationConfig(stopword_variant="spacy")
+    cfg = AblationConfig(conditions=("standard", "minus_temp"), seeds=(0, 1))
+    assert cfg.conditions == ("icl", "-template")
+    ident = cfg.identity()
+    assert "engine" not in ident and "batch_size" not in ident  # same answers either way
+    assert ident["seeds"] == [0, 1]
