@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import tempfile
 import time
@@ -49,8 +48,8 @@ LLAMA_SHAPES = {
 
 def random_llama(size: str, device: str, dtype: torch.dtype, workdir: Path):
     """A randomly initialised Llama-2-shaped bridge (config only, no weights) and tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     from icl_tokens.models import gpt2_tokenizer
 

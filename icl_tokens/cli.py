@@ -31,8 +31,10 @@ def _positive(text: str) -> int:
 
 def _add_common(p: argparse.ArgumentParser, *, many_seeds: bool) -> None:
     p.add_argument("--model", default="gemma-3-270m",
-                   help="gemma-3-270m (default, offline), smollm2-135m, a local HF folder or a hub id")
-    p.add_argument("--task", default="sst2", help="sst2, agnews, trec, dbpedia, rte, cb or a task .json")
+                   help="gemma-3-270m (default, offline), smollm2-135m, a local HF folder "
+                        "or a hub id")
+    p.add_argument("--task", default="sst2",
+                   help="sst2, agnews, trec, dbpedia, rte, cb or a task .json")
     if many_seeds:
         p.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated, e.g. 0,1,2")
     else:
@@ -67,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--query-scope", default="test", choices=["test", "last"])
     a.add_argument("--device", default=None)
     a.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    a.add_argument("--out", required=True, help="CSV path (resumable); a .meta.json sidecar is written")
+    a.add_argument("--out", required=True,
+                   help="CSV path (resumable); a .meta.json sidecar is written")
     a.add_argument("--no-progress", action="store_true")
 
-    q = sub.add_parser("quickstart", help="Gemma-3-270M, SST-2, 2 seeds x 50 examples, all conditions")
+    q = sub.add_parser("quickstart",
+                       help="Gemma-3-270M, SST-2, 2 seeds x 50 examples, all conditions")
     q.add_argument("--out-dir", default="results")
     q.add_argument("--n-test", type=_positive, default=50)
     q.add_argument("--seeds", type=_seeds, default=[0, 1])
@@ -122,7 +126,8 @@ def _cmd_categorize(args: argparse.Namespace) -> int:
         for r in recs:
             lines.append(f"# {r['example_id']} (gold {r['gold']})")
             for t in r["tokens"]:
-                lines.append(f"{t['start']:6d} {t['end']:6d}  {t['text']!r:24}  {','.join(t['categories'])}")
+                cats = ",".join(t["categories"])
+                lines.append(f"{t['start']:6d} {t['end']:6d}  {t['text']!r:24}  {cats}")
         text = "\n".join(lines) + "\n"
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -149,8 +154,13 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from .experiments import (AblationConfig, accuracy_by_seed, accuracy_table,
-                              format_accuracy_table, run_ablation)
+    from .experiments import (
+        AblationConfig,
+        accuracy_by_seed,
+        accuracy_table,
+        format_accuracy_table,
+        run_ablation,
+    )
     from .plotting import accuracy_bar, save_figure
     from .reference import paper_condition_table
 

@@ -251,7 +251,8 @@ def format_accuracy_table(
         lines.append(cells)
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
-    return "\n".join([fmt(lines[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in lines[1:]])
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(lines[0]), rule] + [fmt(r) for r in lines[1:]])
 
 
 #: Table 2 rows (and the diagnostic): their Δ is taken against Zero-shot; the others' against

@@ -23,6 +23,7 @@ import pandas as pd
 from .categorize import BITS, CATEGORIES, FLAG_COLON, FLAG_NEWLINE, TokenizedPrompt, categorize
 from .data import DataUnavailableError, load_task_data
 from .episodes import Episode, sample_episode
+from .models import adds_bos
 from .plotting import token_text, visible_whitespace
 from .prompts import build_prompt
 from .tasks import TaskSpec, load_task
@@ -112,8 +113,8 @@ def category_counts(tp: TokenizedPrompt, scope: str = "demos") -> dict[str, int]
     Returns:
         ``n_tokens``, one count per category (a token counts once in each of its categories:
         :data:`KIND_CATEGORIES` for ``"demos"``, every category of
-        :data:`~icl_tokens.categorize.CATEGORIES` for ``"prompt"``), ``newline`` and ``colon`` (tokens covering
-        a newline / a template colon) and ``multi`` (tokens with more than one of
+        :data:`~icl_tokens.categorize.CATEGORIES` for ``"prompt"``), ``newline`` and ``colon``
+        (tokens covering a newline / a template colon) and ``multi`` (tokens with more than one of
         :data:`KIND_CATEGORIES`).
     """
     if scope == "demos":
@@ -273,13 +274,6 @@ def multi_category_table(
                           kind="stable").reset_index(drop=True)
 
 
-def _adds_bos(tokenizer: Any) -> bool:
-    enc = tokenizer("a", add_special_tokens=True, return_offsets_mapping=True)
-    ids, offs = enc["input_ids"], enc["offset_mapping"]
-    bos = tokenizer.bos_token_id
-    return bos is not None and len(ids) > 1 and ids[0] == bos and tuple(offs[0]) == (0, 0)
-
-
 def tokenizer_facts(
     tokenizers: Mapping[str, Any], probes: Sequence[str] = DEFAULT_PROBES
 ) -> pd.DataFrame:
@@ -292,7 +286,7 @@ def tokenizer_facts(
     """
     rows = []
     for name, tok in tokenizers.items():
-        adds = _adds_bos(tok)
+        adds = adds_bos(tok)
         row: dict[str, Any] = {"tokenizer": name, "adds_bos": adds,
                                "bos_token": tok.bos_token if adds else ""}
         for probe in probes:

@@ -72,8 +72,9 @@ class ResultsFile:
             )
         stored = json.loads(side.read_text())
         old = stored.get("identity", {})
+        keys = sorted(set(old) | set(self.identity))
         diff = {k: (old.get(k), self.identity.get(k))
-                for k in sorted(set(old) | set(self.identity)) if old.get(k) != self.identity.get(k)}
+                for k in keys if old.get(k) != self.identity.get(k)}
         if diff or stored.get("columns") != self.columns:
             detail = ", ".join(f"{k}: file has {a!r}, this run {b!r}" for k, (a, b) in diff.items())
             raise ResultsMismatchError(

@@ -55,7 +55,8 @@ class Example:
 
     Args:
         id: Stable identifier, e.g. ``"test:17"`` (split name and row index in the source).
-        inputs: Field name to text, e.g. ``{"text": ...}`` or ``{"hypothesis": ..., "premise": ...}``.
+        inputs: Field name to text, e.g. ``{"text": ...}`` or
+            ``{"hypothesis": ..., "premise": ...}``.
         label: The raw dataset label as a string (``"1"``, ``"entailment"``, ``"NUM"``, ...).
     """
 
@@ -66,7 +67,7 @@ class Example:
 
 @dataclass(frozen=True)
 class TemplatePiece:
-    """A template split into literal text and placeholders: ``kind`` is ``"literal"`` or ``"field"``."""
+    """A piece of a template: ``kind`` is ``"literal"`` (text) or ``"field"`` (a placeholder)."""
 
     kind: str
     value: str
@@ -126,7 +127,8 @@ class TaskSpec:
         name: Short identifier.
         instruction: The task instruction ``I`` (``instruction_suffix`` is appended).
         input_template: ``T_in`` with one ``{field}`` per input field, e.g. ``"Review: {text}\\n"``.
-        output_template: ``T_out`` with exactly one ``{label}``, e.g. ``"Sentiment: {label}\\n\\n"``.
+        output_template: ``T_out`` with exactly one ``{label}``,
+            e.g. ``"Sentiment: {label}\\n\\n"``.
         label_words: The verbalizers, unique.
         label_map: Raw dataset label (as a string) to label word.
         stopwords: The task's stopword list (paper Table 12): words (matched case-insensitively,
@@ -170,7 +172,8 @@ class TaskSpec:
                 "e.g. 'Review: {text}\\n'."
             )
         if len(set(in_fields)) != len(in_fields):
-            raise TaskDefinitionError(f"{where}: input_template repeats a placeholder: {in_fields}.")
+            raise TaskDefinitionError(
+                f"{where}: input_template repeats a placeholder: {in_fields}.")
         if "label" in in_fields:
             raise TaskDefinitionError(
                 f"{where}: input_template may not use {{label}}; it belongs in output_template."
@@ -193,7 +196,7 @@ class TaskSpec:
             )
         if not self.label_words:
             raise TaskDefinitionError(f"{where}: label_words is empty.")
-        bad = [w for w in self.label_words if not w or w != w.strip() or any(c.isspace() for c in w)]
+        bad = [w for w in self.label_words if not w or any(c.isspace() for c in w)]
         if bad:
             raise TaskDefinitionError(
                 f"{where}: label words must be single words without whitespace: {bad!r}."
