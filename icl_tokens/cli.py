@@ -22,6 +22,22 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _int_list(text: str) -> list[int]:
+    """``"0-3,8"`` → ``[0, 1, 2, 3, 8]`` (negative single indices allowed: ``"-1"``)."""
+    out: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
+            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected e.g. '0-5,8', got {text!r}")
+    if not out:
+        raise argparse.ArgumentTypeError(f"empty index list {text!r}")
+    return out
+
+
 def _positive(text: str) -> int:
     v = int(text)
     if v < 1:
@@ -67,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch-size", type=_positive, default=16)
     a.add_argument("--hide-bos", action="store_true", help="also hide BOS (Appendix B accident)")
     a.add_argument("--query-scope", default="test", choices=["test", "last"])
+    a.add_argument("--layers", type=_int_list, default=None,
+                   help="knock out only these layers, e.g. 0-8 or 0,4,-1 (default: all)")
+    a.add_argument("--heads", type=_int_list, default=None,
+                   help="knock out only these query heads (default: all)")
+    a.add_argument("--mode", default="scores", choices=["scores", "pattern"],
+                   help="scores: -inf before softmax (renormalised; the paper's); pattern: zero "
+                        "after softmax, not renormalised")
     a.add_argument("--device", default=None)
     a.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     a.add_argument("--out", required=True,
@@ -144,6 +167,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         conditions=tuple(args.conditions.split(",")), scoring=args.scoring, engine=args.engine,
         stopword_variant=args.stopword_variant, hide_bos=args.hide_bos,
         query_scope=args.query_scope, data_source=args.data_source, batch_size=args.batch_size,
+        layers=args.layers, heads=args.heads, mode=args.mode,
         dtype=args.dtype, device=args.device,
     )
     df = run_ablation(cfg, out=args.out, progress=not args.no_progress)

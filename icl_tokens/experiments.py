@@ -18,6 +18,7 @@ import pandas as pd
 from .data import load_task_data
 from .episodes import sample_episode
 from .evaluate import ENGINES, SCORINGS, RowResult, make_jobs, score_jobs
+from .hooks import MODES, check_layers
 from .masks import PAPER_ORDER, parse_conditions
 from .results import ResultsFile
 from .tasks import STOPWORD_VARIANTS, TaskSpec, load_task
@@ -61,6 +62,9 @@ class AblationConfig:
     hide_bos: bool = False
     query_scope: str = "test"
     data_source: str | None = None
+    layers: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = None
+    mode: str = "scores"
     batch_size: int = 16
     chunk_examples: int = 8
     dtype: str = "float32"
@@ -80,6 +84,14 @@ class AblationConfig:
             raise ValueError("give at least one seed.")
         if self.batch_size < 1 or self.chunk_examples < 1:
             raise ValueError("batch_size and chunk_examples must be >= 1.")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown knockout mode {self.mode!r}; use one of {MODES}.")
+        for name in ("layers", "heads"):
+            value = getattr(self, name)
+            if value is not None:
+                if not value:
+                    raise ValueError(f"{name} is empty; pass None for all {name}.")
+                setattr(self, name, tuple(int(v) for v in value))
 
     def identity(self) -> dict[str, Any]:
         """The arguments that determine the rows (engine/batching excluded: same answers)."""
@@ -87,6 +99,8 @@ class AblationConfig:
         for k in ("batch_size", "chunk_examples", "device", "engine"):
             d.pop(k)
         d["seeds"] = list(self.seeds)
+        for name in ("layers", "heads"):
+            d[name] = None if d[name] is None else list(d[name])
         d["conditions"] = list(self.conditions)
         return d
 
@@ -164,6 +178,8 @@ def run_ablation(
         tokenizer = load_tokenizer(cfg.model)
         if store is not None:
             store.update_meta({"model_info": model_info(model)})
+    if cfg.layers is not None:
+        check_layers(int(model.cfg.n_layers), cfg.layers)  # fail before any work
     rows: list[dict[str, Any]] = []
     bar = _progress(total, len(store.done) if store else 0, progress)
     try:
@@ -180,6 +196,7 @@ def run_ablation(
                             if not store.is_done(ep.seed, j.tp.prompt.test.id, j.condition)]
                 res = score_jobs(model, tokenizer, jobs, scoring=cfg.scoring, engine=cfg.engine,
                                  batch_size=cfg.batch_size, prefix_cache=prefix_cache,
+                                 layers=cfg.layers, heads=cfg.heads, mode=cfg.mode,
                                  progress=bar.update if bar else None)
                 new = [_row(cfg, task, ep.seed, r) for r in res]
                 if store is not None:

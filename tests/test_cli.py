@@ -239,3 +239,19 @@ def test_quickstart_writes_csv_table_and_figure(tiny_dir, data_dir, tmp_path, ca
     ours = fig["data"][0]
     acc = df[df.condition == "icl"].groupby("seed").correct.mean().mul(100).mean()
     assert ours["y"][ours["x"].index("icl")] == pytest.approx(acc)
+
+
+def test_ablate_layer_and_head_subsets(tiny_dir, data_dir, tmp_path, capsys):
+    out = tmp_path / "l.csv"
+    assert _ablate(tiny_dir, out, "--scoring", "label", "--layers", "-1", "--heads", "0-1",
+                   seeds="0") == 0
+    meta = json.loads((tmp_path / "l.csv.meta.json").read_text())
+    assert meta["identity"]["layers"] == [-1] and meta["identity"]["heads"] == [0, 1]
+    full = tmp_path / "f.csv"
+    assert _ablate(tiny_dir, full, "--scoring", "label", seeds="0") == 0
+    a = pd.read_csv(out).set_index(["example_id", "condition"]).score_Positive
+    b = pd.read_csv(full).set_index(["example_id", "condition"]).score_Positive
+    assert (a.loc[:, "icl"] == b.loc[:, "icl"]).all()  # nothing hidden: same either way
+    assert (a.loc[:, "none"] != b.loc[:, "none"]).any()  # a partial knockout differs
+    assert _ablate(tiny_dir, tmp_path / "bad.csv", "--layers", "7", seeds="0") == 2
+    assert "out of range" in capsys.readouterr().err
