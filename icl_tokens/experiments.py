@@ -181,6 +181,8 @@ def run_ablation(
     if cfg.layers is not None:
         check_layers(int(model.cfg.n_layers), cfg.layers)  # fail before any work
     rows: list[dict[str, Any]] = []
+    window = _sliding_window(model)
+    long_prompts = 0
     bar = _progress(total, len(store.done) if store else 0, progress)
     try:
         for ep in episodes:
@@ -191,6 +193,8 @@ def run_ablation(
                 jobs = make_jobs(task, tokenizer, chunk, cfg.conditions,
                                  stopword_variant=cfg.stopword_variant, hide_bos=cfg.hide_bos,
                                  query_scope=cfg.query_scope)
+                if window is not None:
+                    long_prompts += sum(j.n > window for j in jobs)
                 if store is not None:
                     jobs = [j for j in jobs
                             if not store.is_done(ep.seed, j.tp.prompt.test.id, j.condition)]
@@ -205,9 +209,21 @@ def run_ablation(
     finally:
         if bar:
             bar.close()
+    if long_prompts:
+        log(f"note: {long_prompts} scored prompts are longer than the model's sliding window "
+            f"({window} tokens): its local-attention layers already hide the farthest keys "
+            "(see the n_tokens column).")
     if store is not None:
         return store.read()
     return pd.DataFrame(rows, columns=columns)
+
+
+def _sliding_window(model: Any) -> int | None:
+    """The sliding-window size of a model with local-attention layers (Gemma-3), else None."""
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None) or []
+    return int(window) if window and "sliding_attention" in layer_types else None
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:

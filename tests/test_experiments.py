@@ -104,3 +104,23 @@ def test_config_validation_and_identity():
     ident = cfg.identity()
     assert "engine" not in ident and "batch_size" not in ident  # same answers either way
     assert ident["seeds"] == [0, 1]
+
+
+def test_run_ablation_flags_prompts_longer_than_the_sliding_window(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from transformers import PreTrainedTokenizerFast
+
+    from icl_tokens.experiments import run_ablation
+    from icl_tokens.models import tiny_model
+
+    fixtures = Path(__file__).parent / "fixtures" / "data"
+    monkeypatch.setenv("ICL_TOKENS_DATA_DIR", str(fixtures))
+    model = tiny_model("gemma3", tmp_path / "g")  # sliding window of 16 tokens
+    tok = PreTrainedTokenizerFast.from_pretrained(tmp_path / "g")
+    logs: list[str] = []
+    df = run_ablation(AblationConfig(task="sst2", k=2, n_test=1, conditions=("icl",),
+                                     scoring="label"),
+                      model=model, tokenizer=tok, progress=False, log=logs.append)
+    assert len(df) == 1 and df.n_tokens.iloc[0] > 16
+    assert any("sliding window (16 tokens)" in line for line in logs)
