@@ -96,10 +96,6 @@ class RowResult:
     def gen_correct(self) -> bool:
         return self.gen_prediction == self.gold
 
-    def valid(self, label_words: Sequence[str]) -> bool:
-        """Whether the generated word is one of the label words."""
-        return self.gen_prediction in label_words
-
     def prediction(self, scoring: str) -> str:
         if scoring == "generate":
             return self.gen_prediction or ""
@@ -205,12 +201,13 @@ class _Batch:
         ]))
         kwargs: dict[str, Any] = {"attention_mask": self.attn}
         cols = torch.tensor(keep_cols, device=self.device)  # [batch, keep] input columns
-        uniq = torch.unique(cols)
         if self.cached:
             # Only the scored positions go through the unembedding (262k-word vocabulary for
             # Gemma-3); the naive engine is a plain full forward, logits at every position.
+            uniq = torch.unique(cols)
             kwargs["logits_to_keep"] = uniq
             kwargs["past_key_values"] = self.cache
+            cols = torch.searchsorted(uniq, cols)  # positions within the kept logits
         if not bool(mask.any()):
             logits = self.model(ids, **kwargs)
         else:
@@ -218,8 +215,6 @@ class _Batch:
                 logits = self.model(ids, **kwargs)
             if ko.calls == 0:
                 raise RuntimeError("knockout hooks never fired: the intervention was a no-op.")
-        if self.cached:
-            cols = torch.searchsorted(uniq, cols)
         rows = torch.arange(len(self.jobs), device=self.device)[:, None]
         return logits[rows, cols]
 
