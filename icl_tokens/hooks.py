@@ -16,7 +16,7 @@ exception.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
@@ -61,7 +61,6 @@ class KnockoutHandle:
     heads: list[int] | None
     mode: str
     calls: int = 0
-    shapes: list[tuple[int, ...]] = field(default_factory=list)
 
 
 def _make_hook(mask: Tensor, heads: Sequence[int] | None, mode: str, handle: KnockoutHandle):
@@ -80,7 +79,6 @@ def _make_hook(mask: Tensor, heads: Sequence[int] | None, mode: str, handle: Kno
             sel[list(heads)] = True
             m = m & sel[None, :, None, None]
         handle.calls += 1
-        handle.shapes.append(tuple(t.shape))
         fill = float("-inf") if mode == "scores" else 0.0
         return t.masked_fill(m, fill)
 
