@@ -32,7 +32,7 @@ import torch
 
 from icl_tokens.data import load_task_data
 from icl_tokens.episodes import sample_episode
-from icl_tokens.evaluate import make_jobs, score_jobs
+from icl_tokens.engine.scoring import make_jobs, score_jobs
 from icl_tokens.tasks import load_task
 
 CONDITIONS = ["icl", "-template", "-stopword", "-content", "+template", "+stopword", "+content",

@@ -6,10 +6,10 @@ The public API in one import; heavy modules (TransformerLens) load only when a m
 from .categorize import CATEGORIES, TokenizedPrompt, categorize, label_token_ids
 from .data import TaskData, load_task_data
 from .episodes import Episode, sample_episode, sample_episodes
-from .evaluate import make_jobs, score_jobs
+from .engine.scoring import make_jobs, score_jobs
 from .experiments import AblationConfig, accuracy_table, format_accuracy_table, run_ablation
-from .hooks import attention_knockout
-from .masks import CONDITIONS, PAPER_ORDER, Knockout, condition_knockout, custom_knockout
+from .ablation.hooks import attention_knockout
+from .ablation.conditions import CONDITIONS, PAPER_ORDER, Knockout, condition_knockout, custom_knockout
 from .models import load_model, load_tokenizer
 from .prompts import Prompt, build_prompt
 from .tasks import Example, TaskSpec, list_tasks, load_task

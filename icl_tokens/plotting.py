@@ -29,7 +29,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from .categorize import CATEGORIES, TokenizedPrompt
-from .masks import PAPER_ORDER, Knockout
+from .ablation.conditions import PAPER_ORDER, Knockout
 
 __all__ = [
     "CATEGORY_COLORS",

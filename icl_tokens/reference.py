@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .masks import PAPER_ORDER, resolve_condition
+from .ablation.conditions import PAPER_ORDER, resolve_condition
 from .tasks import data_root
 
 __all__ = [

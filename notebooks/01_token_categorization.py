@@ -48,10 +48,10 @@ N_TEST = 2 if SMOKE else 20  # test examples per task (one prompt each)
 import pandas as pd
 from IPython.display import HTML, display
 
-from icl_tokens.masks import condition_knockout
+from icl_tokens.ablation.conditions import condition_knockout
 from icl_tokens.models import gpt2_tokenizer, load_tokenizer
 from icl_tokens.plotting import mask_heatmap, token_category_html
-from icl_tokens.report import (
+from icl_tokens.analysis.counts import (
     category_counts_table,
     count_differences,
     episode_prompts,

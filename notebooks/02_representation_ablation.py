@@ -84,8 +84,8 @@ from icl_tokens.experiments import (
     run_ablation,
     task_means,
 )
-from icl_tokens.hooks import attention_knockout
-from icl_tokens.masks import CONDITIONS, PAPER_ORDER, SPEC_NAMES, condition_knockout
+from icl_tokens.ablation.hooks import attention_knockout
+from icl_tokens.ablation.conditions import CONDITIONS, PAPER_ORDER, SPEC_NAMES, condition_knockout
 from icl_tokens.models import load_model, load_tokenizer, model_info
 from icl_tokens.plotting import accuracy_bar, mask_heatmap, token_category_html
 from icl_tokens.prompts import build_prompt

@@ -109,7 +109,7 @@ def test_ablate_resume_after_interrupt_no_lost_or_duplicated_rows(
     ref = pd.read_csv(full, dtype={"example_id": str}, keep_default_na=False)
 
     # Interrupt (Ctrl-C) after the second chunk of rows was written.
-    import icl_tokens.experiments as ex
+    import icl_tokens.experiments.representation as ex
 
     real = ex.score_jobs
     calls = {"n": 0}

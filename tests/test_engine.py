@@ -8,9 +8,9 @@ import torch
 
 from icl_tokens.categorize import categorize
 from icl_tokens.episodes import Episode
-from icl_tokens.evaluate import Job, make_jobs, score_jobs
-from icl_tokens.hooks import attention_knockout, attn_hook_name
-from icl_tokens.masks import PAPER_ORDER, condition_knockout, custom_knockout
+from icl_tokens.engine.scoring import Job, make_jobs, score_jobs
+from icl_tokens.ablation.hooks import attention_knockout, attn_hook_name
+from icl_tokens.ablation.conditions import PAPER_ORDER, condition_knockout, custom_knockout
 from icl_tokens.models import tiny_hf_model, tiny_model
 from icl_tokens.prompts import build_prompt
 from icl_tokens.tasks import Example, load_task

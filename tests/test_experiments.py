@@ -15,7 +15,7 @@ from icl_tokens.experiments import (
     pattern_checks,
     task_means,
 )
-from icl_tokens.masks import PAPER_ORDER
+from icl_tokens.ablation.conditions import PAPER_ORDER
 from icl_tokens.reference import paper_condition_table
 
 # Accuracy (%) per condition of a made-up run; seeds differ by +-10 points.

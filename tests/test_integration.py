@@ -9,8 +9,8 @@ import torch
 
 from icl_tokens.data import load_task_data
 from icl_tokens.episodes import sample_episode
-from icl_tokens.evaluate import make_jobs, score_jobs
-from icl_tokens.masks import PAPER_ORDER
+from icl_tokens.engine.scoring import make_jobs, score_jobs
+from icl_tokens.ablation.conditions import PAPER_ORDER
 from icl_tokens.tasks import load_task
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Tests for icl_tokens.masks: E1 conditions (paper-spec §6) and the key rule (§2.2 rule 6)."""
+"""Tests for icl_tokens.ablation.conditions: E1 conditions (paper-spec §6) and the key rule (§2.2 rule 6)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from icl_tokens.categorize import BITS, categorize
-from icl_tokens.masks import (
+from icl_tokens.ablation.conditions import (
     ALIASES,
     ALWAYS_VISIBLE,
     CONDITIONS,

@@ -1,4 +1,4 @@
-"""Tests for icl_tokens.plotting and icl_tokens.report: figure data equals the table, never pixels.
+"""Tests for icl_tokens.plotting and icl_tokens.analysis.counts: figure data equals the table, never pixels.
 
 A toy fast tokenizer (word-level, unknown words keep their offsets) is built in memory, so these
 tests need no model files and no network.
@@ -23,11 +23,11 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from icl_tokens import plotting as P
-from icl_tokens import report as RP
+from icl_tokens.analysis import counts as RP
 from icl_tokens.categorize import categorize
 from icl_tokens.data import TaskData
 from icl_tokens.episodes import sample_episode
-from icl_tokens.masks import PAPER_ORDER, condition_knockout
+from icl_tokens.ablation.conditions import PAPER_ORDER, condition_knockout
 from icl_tokens.prompts import build_prompt
 from icl_tokens.reference import paper_condition_table, paper_values
 from icl_tokens.tasks import Example, load_task
@@ -67,7 +67,7 @@ def _span_texts(doc: str) -> list[str]:
 
 def test_no_circuitsvis_or_kaleido_imported() -> None:
     code = (
-        "import sys, icl_tokens.plotting, icl_tokens.report, icl_tokens.reference\n"
+        "import sys, icl_tokens.plotting, icl_tokens.analysis.counts, icl_tokens.reference\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('circuitsvis', 'kaleido'))\n"
         "print(','.join(bad))\n"
     )

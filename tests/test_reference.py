@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from icl_tokens import reference as R
-from icl_tokens.masks import PAPER_ORDER
+from icl_tokens.ablation.conditions import PAPER_ORDER
 
 TASKS = ["agnews", "sst2", "trec", "dbpedia", "rte", "cb"]
 MODELS = ["OpenLlama-3B", "Llama-7B", "Llama-13B", "Llama-30B"]

@@ -15,13 +15,13 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .data import load_task_data
-from .episodes import sample_episode
-from .evaluate import ENGINES, SCORINGS, RowResult, make_jobs, score_jobs
-from .hooks import MODES, check_layers
-from .masks import PAPER_ORDER, parse_conditions
-from .results import ResultsFile
-from .tasks import STOPWORD_VARIANTS, TaskSpec, load_task
+from ..data import load_task_data
+from ..episodes import sample_episode
+from ..engine.scoring import ENGINES, SCORINGS, RowResult, make_jobs, score_jobs
+from ..ablation.hooks import MODES, check_layers
+from ..ablation.conditions import PAPER_ORDER, parse_conditions
+from ..results import ResultsFile
+from ..tasks import STOPWORD_VARIANTS, TaskSpec, load_task
 
 __all__ = [
     "AblationConfig",
@@ -155,7 +155,7 @@ def run_ablation(
     columns = result_columns(task)
     identity = {**cfg.identity(), "resolved_data_source": data.source,
                 "data_location": data.location}
-    from .models import library_versions
+    from ..models import library_versions
 
     meta = {**(meta or {}), "versions": library_versions(), "config": dataclasses.asdict(cfg)}
     store = ResultsFile(out, columns, identity, meta) if out is not None else None
@@ -172,7 +172,7 @@ def run_ablation(
     if model is None or tokenizer is None:
         import torch
 
-        from .models import load_model, load_tokenizer, model_info
+        from ..models import load_model, load_tokenizer, model_info
 
         model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype))
         tokenizer = load_tokenizer(cfg.model)

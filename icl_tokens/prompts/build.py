@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .tasks import Example, TaskSpec
+from ..tasks import Example, TaskSpec
 
 __all__ = ["Segment", "Prompt", "build_prompt", "ROLES"]
 

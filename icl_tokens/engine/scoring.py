@@ -37,12 +37,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .categorize import TokenizedPrompt, categorize, label_token_ids
-from .episodes import Episode
-from .hooks import attention_knockout
-from .masks import ZERO_SHOT, Knockout, condition_knockout, resolve_condition
-from .prompts import build_prompt
-from .tasks import TaskSpec
+from ..categorize import TokenizedPrompt, categorize, label_token_ids
+from ..episodes import Episode
+from ..ablation.hooks import attention_knockout
+from ..ablation.conditions import ZERO_SHOT, Knockout, condition_knockout, resolve_condition
+from ..prompts import build_prompt
+from ..tasks import TaskSpec
 
 __all__ = [
     "Job",

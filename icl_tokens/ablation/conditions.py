@@ -32,7 +32,7 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
-from .categorize import BITS, CATEGORIES, TokenizedPrompt
+from ..categorize import BITS, CATEGORIES, TokenizedPrompt
 
 __all__ = [
     "CONDITIONS",

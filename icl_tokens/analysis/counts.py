@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .categorize import BITS, CATEGORIES, FLAG_COLON, FLAG_NEWLINE, TokenizedPrompt, categorize
-from .data import DataUnavailableError, load_task_data
-from .episodes import Episode, sample_episode
-from .models import adds_bos
-from .plotting import token_text, visible_whitespace
-from .prompts import build_prompt
-from .tasks import TaskSpec, load_task
+from ..categorize import BITS, CATEGORIES, FLAG_COLON, FLAG_NEWLINE, TokenizedPrompt, categorize
+from ..data import DataUnavailableError, load_task_data
+from ..episodes import Episode, sample_episode
+from ..models import adds_bos
+from ..plotting import token_text, visible_whitespace
+from ..prompts import build_prompt
+from ..tasks import TaskSpec, load_task
 
 __all__ = [
     "DEFAULT_PROBES",

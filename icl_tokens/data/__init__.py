@@ -59,7 +59,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .tasks import Example, TaskSpec, load_task
+from ..tasks import Example, TaskSpec, load_task
 
 __all__ = [
     "TaskData",

@@ -1,0 +1,1 @@
+"""Knockouts: condition registry, composable blocks, selections and hooks."""

@@ -1,0 +1,1 @@
+"""Analysis of saved results: paper-layout tables, statistics, token counts."""

@@ -1,0 +1,1 @@
+"""The scoring engine: items, batches, the prefix cache, scoring and activation capture."""

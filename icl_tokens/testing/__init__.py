@@ -1,0 +1,1 @@
+"""Test helpers: tiny randomly initialised models and tokenizers, built offline."""
