@@ -73,17 +73,59 @@ class TemplatePiece:
     value: str
 
 
+ENV_TASKS_DIR = "ICL_TOKENS_TASKS_DIR"
+
+
+def _checkout_data(package_dir: Path) -> Path | None:
+    """``<checkout>/data`` when the package runs from its source checkout (editable install).
+
+    The checkout is recognised by ``pyproject.toml`` next to ``data/tasks``, so a stray ``data/``
+    folder next to an installed package (e.g. in ``site-packages``) is never taken for it.
+    """
+    top = package_dir.parent
+    root = top / "data"
+    if (root / "tasks").is_dir() and (top / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+def _packaged_data(package_dir: Path) -> Path | None:
+    """``icl_tokens/_data``: the copy of ``data/`` that a wheel or ``pip install .`` ships."""
+    root = package_dir / "_data"
+    return root if (root / "tasks").is_dir() else None
+
+
 def data_root() -> Path:
-    """Folder holding ``tasks/`` and ``stopwords/`` (``$ICL_TOKENS_TASKS_DIR`` overrides it)."""
-    env = os.environ.get("ICL_TOKENS_TASKS_DIR")
+    """Folder holding ``tasks/``, ``stopwords/`` and ``reference/``.
+
+    Looked up in this order:
+
+    1. ``$ICL_TOKENS_TASKS_DIR`` when set (it must hold ``tasks/``);
+    2. the source checkout's ``data/`` (editable install, or running from the checkout);
+    3. ``icl_tokens/_data``, the copy of ``data/`` packaged into a wheel at build time.
+
+    Raises:
+        FileNotFoundError: None of them holds ``tasks/``; the message lists where it looked.
+    """
+    env = os.environ.get(ENV_TASKS_DIR)
     if env:
-        return Path(env)
-    root = Path(__file__).resolve().parent.parent / "data"
-    if not (root / "tasks").is_dir():
+        root = Path(env)
+        if not (root / "tasks").is_dir():
+            raise FileNotFoundError(
+                f"${ENV_TASKS_DIR}={env!r} has no tasks/ folder; point it at a folder with "
+                "tasks/, stopwords/ and reference/ (like the repository's data/), or unset it to "
+                "use the task definitions installed with icl_tokens."
+            )
+        return root
+    package_dir = Path(__file__).resolve().parent
+    root = _checkout_data(package_dir) or _packaged_data(package_dir)
+    if root is None:
         raise FileNotFoundError(
-            f"task definitions not found at {root / 'tasks'}; install icl_tokens from its source "
-            "checkout (`pip install -e .`) or set ICL_TOKENS_TASKS_DIR to a folder with tasks/ "
-            "and stopwords/."
+            f"task definitions not found: neither {package_dir.parent / 'data' / 'tasks'} (source "
+            f"checkout) nor {package_dir / '_data' / 'tasks'} (installed package) exists. "
+            "Reinstall icl_tokens (`pip install .` or a wheel built from the repository ships "
+            f"them; `pip install -e .` uses the checkout's data/), or set {ENV_TASKS_DIR} to a "
+            "folder with tasks/, stopwords/ and reference/."
         )
     return root
 

@@ -226,6 +226,58 @@ def test_non_utf8_file(tmp_path: Path) -> None:
         load_task_data("trec", data_dir=tmp_path)
 
 
+# An empty evaluation set or demonstration pool is an error naming the file, never a quiet 0%.
+@pytest.mark.parametrize(
+    "task, fname, content, role, why",
+    [
+        ("sst2", "stsa.binary.test", "", "evaluation set", "no rows"),
+        ("sst2", "stsa.binary.test", "\n  \n\t\n", "evaluation set", "no rows"),
+        ("sst2", "stsa.binary.test", "1 \n0   \n1\n", "evaluation set",
+         "all 3 rows have an empty input text"),
+        ("trec", "test.txt", "\n", "evaluation set", "no rows"),
+        ("agnews", "test.csv", "Class Index,Title,Description\n", "evaluation set", "no rows"),
+        ("agnews", "test.csv", 'Class Index,Title,Description\n1," "," "\n', "evaluation set",
+         "all 1 rows have an empty input text"),
+        ("rte", "val.jsonl", "", "evaluation set", "no rows"),
+        ("dbpedia", "dev_subsample.jsonl", '{"sentence": " ", "label": "1"}\n', "evaluation set",
+         "all 1 rows"),
+        ("sst2", "stsa.binary.train", "", "demonstration pool", "no rows"),
+        ("trec", "train.txt", "NUM:count  \n", "demonstration pool", "all 1 rows"),
+        ("cb", "train.jsonl", "\n\n", "demonstration pool", "no rows"),
+    ],
+)
+def test_empty_set_is_an_error(
+    tmp_path: Path, task: str, fname: str, content: str, role: str, why: str
+) -> None:
+    folder = _copy_task(tmp_path, task)
+    (folder / fname).write_text(content, encoding="utf-8")
+    with pytest.raises(DataFormatError) as info:
+        load_task_data(task, data_dir=tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{folder / fname}: the {role} of task {task!r} would be empty")
+    assert why in msg
+
+
+def test_empty_generic_jsonl_eval_is_an_error(tmp_path: Path) -> None:
+    spec = TaskSpec(
+        name="toy", instruction="Say yes or no.", input_template="Input: {text}\n",
+        output_template="Answer: {label}\n\n", label_words=("Yes", "No"),
+        label_map={"1": "Yes", "0": "No"}, stopwords=("the", "\n"),
+    )
+    folder = _copy_task(tmp_path, "toy")
+    (folder / "test.jsonl").write_text('{"text": "", "label": 1}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"test\.jsonl: the evaluation set .* empty"):
+        load_task_data(spec, data_dir=tmp_path)
+
+
+def test_empty_staicc_table_is_an_error(tmp_path: Path) -> None:
+    from icl_tokens.data.staicc import load_staicc
+
+    (tmp_path / "trec.dataset").write_bytes(pickle.dumps([]))
+    with pytest.raises(DataFormatError, match=r"trec\.dataset: the evaluation set of task 'trec'"):
+        load_staicc(load_task("trec"), tmp_path)
+
+
 def test_input_fields_must_match_loader() -> None:
     spec = load_task("sst2").with_templates(input_template="Review: {sentence}\n")
     with pytest.raises(ValueError, match=r"input_fields \['sentence'\].*provides \['text'\]"):
@@ -257,15 +309,68 @@ def test_explicit_data_dir_without_task_raises(tmp_path: Path) -> None:
         load_task_data("sst2", data_dir=tmp_path)
 
 
-def test_env_dir_without_task_falls_through_to_staicc(
+# A set $ICL_TOKENS_DATA_DIR that cannot serve the task is an error, never a silent switch to
+# StaICC or the hub (another evaluation set).
+def _env_error(task: str, source: str | None = None) -> str:
+    with pytest.raises(DataUnavailableError) as info:
+        load_task_data(task, source=source)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("source", [None, "dir"])
+@pytest.mark.parametrize("case", ["missing", "file", "no_task_folder"])
+def test_bad_env_dir_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: str, source: str | None
+) -> None:
+    value = {"missing": tmp_path / "typo", "file": tmp_path / "a_file",
+             "no_task_folder": tmp_path}[case]
+    (tmp_path / "a_file").write_text("not a folder\n")
+    _copy_task(tmp_path, "sst2")  # another task's folder does not make it valid for trec
+    monkeypatch.setenv(ENV_DATA_DIR, str(value))
+    msg = _env_error("trec", source)
+    problem = {"missing": "does not exist", "file": "is not a directory",
+               "no_task_folder": "has no trec/ folder"}[case]
+    assert f"${ENV_DATA_DIR}={str(value)!r} {problem}" in msg
+    assert "trec/train.txt and trec/test.txt" in msg
+    assert f"unset {ENV_DATA_DIR} to use StaICC/HF" in msg and "source='staicc'" in msg
+    assert "Fix the path" in msg
+
+
+def test_bad_env_dir_is_an_error_even_when_staicc_is_installed(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     if D._staicc_dir() is None:
         pytest.skip("StaICC not installed")
-    monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path))
-    d = load_task_data("trec")
-    assert d.source == "staicc"
-    assert f"fallback: ${ENV_DATA_DIR}={tmp_path} has no trec/ folder" in d.notes
+    monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path / "shraed" / "data"))
+    assert "does not exist" in _env_error("sst2")
+
+
+def test_relative_env_dir_error_shows_the_resolved_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV_DATA_DIR, "../nowhere/data")
+    msg = _env_error("cb")
+    resolved = (tmp_path / "../nowhere/data").resolve()
+    assert f"${ENV_DATA_DIR}='../nowhere/data' (resolved: {resolved})" in msg
+    assert "cb/train.jsonl and cb/val.jsonl" in msg
+
+
+def test_explicit_source_ignores_a_bad_env_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_hub: list[tuple[Any, ...]]
+) -> None:
+    monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path / "typo"))
+    assert load_task_data("rte", source="hf").source == "hf"
+    if D._staicc_dir() is not None:
+        assert load_task_data("trec", source="staicc").source == "staicc"
+
+
+def test_empty_env_var_counts_as_unset(
+    monkeypatch: pytest.MonkeyPatch, fake_hub: list[tuple[Any, ...]]
+) -> None:
+    monkeypatch.setenv(ENV_DATA_DIR, "")
+    d = load_task_data("cb")
+    assert d.source == "hf" and "not set" in d.notes
 
 
 def test_nothing_available_lists_options(no_other_sources: None) -> None:
@@ -487,12 +592,21 @@ def test_hf_uses_the_features_names_not_a_fixed_order(
     assert [e.label for e in trec.pool + trec.eval] == ["ABBR", "DESC", "NUM"]
 
 
-def test_hf_is_last_in_line(fake_hub: list[tuple[Any, ...]], tmp_path: Path,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path))  # a folder without rte/
-    d = load_task_data("rte")
+def test_hf_empty_split_is_an_error(
+    fake_hub: list[tuple[Any, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = ("stanfordnlp/sst2", None, "validation")
+    monkeypatch.setitem(_HUB, key, _FakeDataset({"sentence": [" ", ""], "label": [1, 0]},
+                                                {"label": ["negative", "positive"]}))
+    with pytest.raises(DataFormatError,
+                       match=r"stanfordnlp/sst2\[validation\]: the evaluation set .* all 2 rows"):
+        load_task_data("sst2", source="hf")
+
+
+def test_hf_is_last_in_line(fake_hub: list[tuple[Any, ...]]) -> None:
+    d = load_task_data("rte")  # no data folder configured; StaICC has no rte
     assert d.source == "hf"
-    assert "has no rte/ folder" in d.notes and "StaICC has no rte" in d.notes
+    assert "no data folder" in d.notes and "StaICC has no rte" in d.notes
 
 
 def test_hf_failure_lists_options(monkeypatch: pytest.MonkeyPatch) -> None:

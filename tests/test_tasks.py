@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import icl_tokens.tasks as tasks_mod
 from icl_tokens.categorize import categorize
 from icl_tokens.models import gpt2_tokenizer
 from icl_tokens.prompts import build_prompt
@@ -285,3 +286,46 @@ def test_parse_template() -> None:
         ("literal", "Hypothesis: "), ("field", "hypothesis"), ("literal", "\n Premise: "),
         ("field", "premise"), ("literal", "\n")]
     assert [(p.kind, p.value) for p in parse_template("{text}")] == [("field", "text")]
+
+
+# ------------------------------------------------------------------------------- data_root order
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fake_data(root: Path) -> Path:
+    (root / "tasks").mkdir(parents=True)
+    (root / "tasks" / "only.json").write_text(json.dumps(BASE | {"name": "only"}))
+    return root
+
+
+def test_data_root_is_the_checkout_data_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(tasks_mod.ENV_TASKS_DIR, raising=False)
+    assert tasks_mod.data_root() == REPO / "data"
+    assert not (REPO / "icl_tokens" / "_data").exists(), "the packaged copy is build-only"
+
+
+def test_tasks_dir_env_var_comes_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(tasks_mod.ENV_TASKS_DIR, str(_fake_data(tmp_path / "mine")))
+    assert tasks_mod.data_root() == tmp_path / "mine"
+    assert list_tasks() == ["only"]
+
+
+def test_tasks_dir_env_var_without_tasks_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(tasks_mod.ENV_TASKS_DIR, str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match=r"\$ICL_TOKENS_TASKS_DIR='.*typo' has no tasks/"):
+        tasks_mod.data_root()
+
+
+def test_checkout_and_packaged_lookups(tmp_path: Path) -> None:
+    """The checkout's data/ needs pyproject.toml beside it; the packaged copy is <pkg>/_data."""
+    pkg = tmp_path / "site" / "icl_tokens"
+    pkg.mkdir(parents=True)
+    assert tasks_mod._checkout_data(pkg) is None and tasks_mod._packaged_data(pkg) is None
+    _fake_data(tmp_path / "site" / "data")  # a stray data/ in site-packages is not a checkout
+    assert tasks_mod._checkout_data(pkg) is None
+    (tmp_path / "site" / "pyproject.toml").write_text("")
+    assert tasks_mod._checkout_data(pkg) == tmp_path / "site" / "data"
+    _fake_data(pkg / "_data")
+    assert tasks_mod._packaged_data(pkg) == pkg / "_data"
