@@ -1,9 +1,12 @@
-"""Token categorization: prompt spans + fast-tokenizer offsets → a set of categories per token.
+"""Token categorization: prompt spans + fast-tokenizer offsets → categories and roles per token.
 
 The rules are paper-spec §2.2 (the contract):
 
-* a token takes the roles of the **non-whitespace** characters it covers; a whitespace-only
-  token takes the roles of the characters it covers;
+* a token takes the categories (and roles) of the characters it covers that are **not
+  whitespace, plus its newline characters** -- newlines are template/stopword carriers, never
+  mere whitespace, so a BPE token ``.\\n`` spanning ``D_in`` and ``T_in`` is stopword+template
+  (rule 6). A token made only of other whitespace (a bare space) takes those of every character
+  it covers. So `` Business`` after ``Answer:`` is a label only: its space is template whitespace;
 * template pieces → ``template``; newline characters in templates → ``template`` + ``stopword``;
 * demonstration inputs are split into words and punctuation (``\\w+|[^\\w\\s]``); a word whose
   lowercase form is on the task's stopword list, or a listed punctuation mark, is a stopword
@@ -13,6 +16,35 @@ The rules are paper-spec §2.2 (the contract):
 * every test-example token gets ``test`` plus its sub-kind (``template``/``stopword``/``content``).
 
 Categories are stored as bit masks (:data:`BITS`) so masks can be built with vector operations.
+
+**Roles** say where a token's characters come from (:attr:`TokenizedPrompt.roles`, the
+``roles`` column of :meth:`TokenizedPrompt.table`; select with
+:meth:`TokenizedPrompt.has_role`, a glob such as ``demo_*.t_out.colon``). They are taken from
+the same characters as the categories, in order of first occurrence, without duplicates.
+``i`` is the 1-based demonstration index (as in ``Segment.name``):
+
+=================================  ==========================================================
+role                               characters
+=================================  ==========================================================
+``bos``                            the tokenizer's BOS token
+``instruction``                    the instruction ``I`` with its ``\\n\\n`` suffix
+``demo_{i}.t_in.{piece}``          the input template ``T_in`` of demonstration ``i``
+``demo_{i}.d_in.{field}``          its input text; ``field`` as in the template: ``text``,
+                                   or ``hypothesis`` / ``premise`` (RTE, CB)
+``demo_{i}.t_out.{piece}``         the output template ``T_out`` of demonstration ``i``
+``demo_{i}.d_out``                 its label word (without the space before it)
+``test.t_in.{piece}``              the test example's ``T_in``
+``test.x.{field}``                 the test input
+``test.t_out.{piece}``             the final ``prefix(T_out)``, e.g. ``Answer:`` (its segment
+                                   role is ``t_out_prefix``)
+=================================  ==========================================================
+
+Template ``piece`` is one of :data:`TEMPLATE_PIECES`: ``word`` (letters, digits and any other
+non-space template character), ``colon`` (``:``), ``newline`` (``\\n``), ``separator`` (any
+other whitespace of a template, e.g. the space of ``Answer: `` before the label or the one
+before ``Premise`` in RTE/CB). Examples: `` Business`` after ``Answer:`` →
+``("demo_1.d_out",)``; Gemma's ``\\n\\n`` after a label → ``("demo_1.t_out.newline",)``; a
+merged ``.\\n`` → ``("demo_1.d_in.text", "demo_1.t_in.newline")``.
 """
 
 from __future__ import annotations
@@ -20,10 +52,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 
 from .prompts import Prompt
 from .tasks import TaskSpec
@@ -33,6 +66,7 @@ __all__ = [
     "BITS",
     "FLAG_COLON",
     "FLAG_NEWLINE",
+    "TEMPLATE_PIECES",
     "TokenizedPrompt",
     "categorize",
     "stopword_matches",
@@ -49,6 +83,8 @@ FLAG_COLON = 1 << 7
 FLAG_NEWLINE = 1 << 8
 _CATEGORY_MASK = (1 << len(CATEGORIES)) - 1
 _WORD = re.compile(r"\w+|[^\w\s]")
+#: Kinds of template characters in roles (``demo_1.t_out.colon``, ...).
+TEMPLATE_PIECES: tuple[str, ...] = ("word", "colon", "newline", "separator")
 
 
 def category_names(code: int) -> list[str]:
@@ -106,6 +142,38 @@ def _char_codes(prompt: Prompt, stopwords: Sequence[str]) -> Int[np.ndarray, "ch
     return codes
 
 
+def _template_piece(ch: str) -> str:
+    if ch == "\n":
+        return "newline"
+    if ch == ":":
+        return "colon"
+    return "separator" if ch.isspace() else "word"
+
+
+def _char_roles(prompt: Prompt) -> list[str]:
+    """Role string of every character of ``prompt.text`` (see the module docstring)."""
+    roles = [""] * len(prompt.text)
+    text = prompt.text
+    for seg in prompt.segments:
+        if seg.end <= seg.start:
+            continue
+        where = "test" if seg.part == "test" else (
+            f"demo_{seg.demo + 1}" if seg.part == "demo" else "")  # type: ignore[operator]
+        if seg.role == "instruction":
+            names = ["instruction"] * (seg.end - seg.start)
+        elif seg.role in ("t_in", "t_out", "t_out_prefix"):
+            kind = "t_in" if seg.role == "t_in" else "t_out"
+            names = [f"{where}.{kind}.{_template_piece(ch)}" for ch in text[seg.start : seg.end]]
+        elif seg.role in ("d_in", "x"):
+            names = [f"{where}.{seg.role}.{seg.field}"] * (seg.end - seg.start)
+        elif seg.role == "d_out":
+            names = [f"{where}.d_out"] * (seg.end - seg.start)
+        else:
+            raise ValueError(f"segment role {seg.role!r} cannot be categorised")
+        roles[seg.start : seg.end] = names
+    return roles
+
+
 @dataclass
 class TokenizedPrompt:
     """A prompt tokenised once, with per-token categories.
@@ -118,6 +186,8 @@ class TokenizedPrompt:
         demo: 0-based demonstration index per token (-1 outside demonstrations).
         tokens: Token strings (``convert_ids_to_tokens``).
         stopword_variant: Which stopword list was used.
+        roles: Role strings per token (see the module docstring), e.g.
+            ``("demo_1.d_in.text", "demo_1.t_in.newline")`` for a merged ``.\\n``.
     """
 
     prompt: Prompt
@@ -128,6 +198,7 @@ class TokenizedPrompt:
     tokens: list[str]
     stopword_variant: str = "paper"
     meta: dict[str, Any] = field(default_factory=dict)
+    roles: tuple[tuple[str, ...], ...] = ()
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -139,6 +210,27 @@ class TokenizedPrompt:
     def has(self, category: str) -> np.ndarray:
         """Boolean vector: which tokens carry ``category``."""
         return (self.codes & BITS[category]) != 0
+
+    def has_role(self, pattern: str) -> Bool[np.ndarray, "pos"]:
+        """Boolean vector: which tokens have a role matching the glob ``pattern``.
+
+        Matching is :func:`fnmatch.fnmatchcase` on each role, e.g. ``"demo_*.t_out.colon"``,
+        ``"test.*"``, ``"demo_2.d_in.*"``.
+
+        >>> from icl_tokens.prompts import build_prompt
+        >>> from icl_tokens.tasks import Example, load_task
+        >>> from icl_tokens.testing.tokenizers import cl100k_style_tokenizer
+        >>> demo = Example("d", {"text": "a good film."}, "1")
+        >>> test = Example("t", {"text": "ok"}, "0")
+        >>> tp = categorize(build_prompt(load_task("sst2"), [demo], test), cl100k_style_tokenizer())
+        >>> [tp.prompt.text[s:e] for s, e in np.array(tp.offsets)[tp.has_role("demo_*.t_in.*")]]
+        ['Review', ':', '.\\n']
+        """
+        if len(self.roles) != len(self.input_ids):
+            raise ValueError("this TokenizedPrompt has no roles; build it with categorize().")
+        return np.array(
+            [any(fnmatchcase(r, pattern) for r in rs) for rs in self.roles], dtype=bool
+        ).reshape(len(self.roles))
 
     @property
     def is_test(self) -> np.ndarray:
@@ -172,18 +264,32 @@ class TokenizedPrompt:
         return {name: c.get(name, 0) for name in ("template", "stopword", "content", "label")}
 
     def table(self) -> list[dict[str, Any]]:
-        """One dict per token: id, text, start, end, categories (the CLI JSON schema)."""
+        """One dict per token: id, text, start, end, categories, roles (the CLI JSON schema)."""
         return [
             {"id": int(t), "text": self.prompt.text[s:e] if e > s else tok, "start": int(s),
-             "end": int(e), "categories": self.categories(i)}
+             "end": int(e), "categories": self.categories(i),
+             "roles": list(self.roles[i]) if i < len(self.roles) else []}
             for i, (t, (s, e), tok) in enumerate(zip(self.input_ids, self.offsets, self.tokens))
         ]
 
 
+def _deciding_chars(text: str, start: int, end: int) -> list[int]:
+    """The characters of ``text[start:end]`` that decide a token's categories and roles.
+
+    Its non-whitespace and newline characters; all of them for a token of other whitespace only.
+
+    >>> cases = [("film .\\nX", 4, 7), ("a \\n", 1, 3), ("  ", 0, 2)]
+    >>> [_deciding_chars(t, s, e) for t, s, e in cases]
+    [[5, 6], [2], [0, 1]]
+    """
+    span = range(start, end)
+    chosen = [i for i in span if text[i] == "\n" or not text[i].isspace()]
+    return chosen if chosen else list(span)
+
+
 def _token_code(char_codes: np.ndarray, text: str, start: int, end: int) -> int:
     span = range(start, end)
-    non_ws = [i for i in span if not text[i].isspace()]
-    chosen = non_ws if non_ws else list(span)
+    chosen = _deciding_chars(text, start, end)
     code = 0
     for i in chosen:
         code |= int(char_codes[i])
@@ -226,6 +332,7 @@ def categorize(
     offsets = [tuple(map(int, o)) for o in enc["offset_mapping"]]
     special = list(enc["special_tokens_mask"])
     char_codes = _char_codes(prompt, stopwords)
+    char_roles = _char_roles(prompt)
     seg_demo = np.full(len(prompt.text), -1, dtype=np.int64)
     for seg in prompt.segments:
         if seg.part == "demo" and seg.end > seg.start:
@@ -233,6 +340,7 @@ def categorize(
     text = prompt.text
     codes = np.zeros(len(ids), dtype=np.int64)
     demo = np.full(len(ids), -1, dtype=np.int64)
+    roles: list[tuple[str, ...]] = []
     for i, ((s, e), sp) in enumerate(zip(offsets, special)):
         if sp:
             if i != 0 or tokenizer.convert_ids_to_tokens(ids[i]) != tokenizer.bos_token:
@@ -242,12 +350,14 @@ def categorize(
                     "not to add it."
                 )
             codes[i] = BITS["bos"]
+            roles.append(("bos",))
             continue
         if e <= s:
             # Zero-width non-special token (some SentencePiece prefixes): it belongs to the
             # character that follows it.
             s, e = (s, s + 1) if s < len(text) else (len(text) - 1, len(text))
         codes[i] = _token_code(char_codes, text, s, e)
+        roles.append(tuple(dict.fromkeys(char_roles[j] for j in _deciding_chars(text, s, e))))
         covered = seg_demo[s:e]
         demo[i] = int(covered.max()) if len(covered) else -1
         if codes[i] & _CATEGORY_MASK == 0:
@@ -260,6 +370,7 @@ def categorize(
         demo=demo,
         tokens=tokenizer.convert_ids_to_tokens(ids),
         stopword_variant=stopword_variant,
+        roles=tuple(roles),
     )
     return result
 

@@ -4,25 +4,40 @@ The golden tables below were derived BY HAND from the §2.2 rules (not copied fr
 ``categorize``'s output). Only the token *boundaries* come from the tokenizers; every category
 list was reasoned out from the rules:
 
-* a token takes the roles of the non-whitespace characters it covers; a whitespace-only token
-  takes the roles of every character it covers (rule 3);
+* a token takes the roles of the non-whitespace AND newline characters it covers (a newline is
+  a template/stopword carrier, never mere whitespace, so a BPE token ``.\\n`` spanning D_in and
+  T_in is stopword+template, rule 6); a token of other whitespace only takes the roles of every
+  character it covers (rule 3);
 * template characters -> ``template``; template newlines -> ``template`` + ``stopword``;
 * demonstration input -> ``stopword`` on whole-word, case-insensitive matches of the task's
   Table 12 list (punctuation by character, ``\\n`` if listed), otherwise ``content``;
 * labels -> ``label``; instruction (including its ``\\n\\n`` suffix) -> ``instruction``;
   the tokenizer's BOS -> ``bos``; every test-example token -> ``test`` + its sub-kind.
+
+Role goldens (``tp.roles``) were derived the same way from the span each character lies in:
+``demo_{i}.t_in|t_out.{word|colon|newline|separator}``, ``demo_{i}.d_in.{field}``,
+``demo_{i}.d_out``, ``test.t_in|x|t_out...``, ``instruction``, ``bos``.
+
+Changing the rule from "non-whitespace characters" to "non-whitespace + newline characters"
+changed NO golden of Gemma, SmolLM2 or GPT-2: none of them merges punctuation with a template
+newline in these prompts (nor in 3 seeds x 5 test prompts of every paper task on the real data).
+The tiktoken-style fixture (``cl100k_style_tokenizer``) does, and has its own goldens below.
 """
 
 from __future__ import annotations
 
 import os
 import string
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from icl_tokens.ablation.selection import key_rule
 from icl_tokens.categorize import (
     BITS,
     CATEGORIES,
@@ -36,6 +51,7 @@ from icl_tokens.categorize import (
 from icl_tokens.models import gpt2_tokenizer, load_tokenizer
 from icl_tokens.prompts import build_prompt
 from icl_tokens.tasks import PAPER_TASKS, Example, load_task, nltk_stopwords
+from icl_tokens.testing.tokenizers import cl100k_style_tokenizer
 
 TOKENIZERS = ("gemma", "smol", "gpt2")
 
@@ -46,12 +62,13 @@ def toks() -> dict[str, Any]:
         "gemma": load_tokenizer("gemma-3-270m"),
         "smol": load_tokenizer("smollm2-135m"),
         "gpt2": gpt2_tokenizer(),
+        "cl100k": cl100k_style_tokenizer(),
     }
 
 
 # ----------------------------------------------------------------------------- category shorthands
 BOS = ["bos"]
-I = ["instruction"]
+I = ["instruction"]  # noqa: E741
 T = ["template"]
 TS = ["template", "stopword"]
 S = ["stopword"]
@@ -325,6 +342,340 @@ def test_multi_category_token_visible_in_table(toks) -> None:
     assert rows == {":,": ["template", "stopword"]}
 
 
+def test_straddle_token_roles(toks) -> None:
+    spec = load_task("agnews").with_templates(input_template="Article:{text}\n")
+    p = build_prompt(spec, [E("d", "1", text=", x.")], E("t", "1", text="y."))
+    tp = categorize(p, toks["gpt2"])
+    rows = [(r["text"], r["roles"]) for r in tp.table() if r["text"] == ":,"]
+    # the template colon comes first in the token, then the input's comma
+    assert rows == [(":,", ["demo_1.t_in.colon", "demo_1.d_in.text"])]
+
+
+# ================================================================================ roles
+# Hand-derived role goldens for full prompts (same token boundaries as the category goldens).
+IN = ("instruction",)
+
+
+def d(i: int, what: str) -> tuple[str, ...]:
+    return (f"demo_{i}.{what}",)
+
+
+def x(what: str) -> tuple[str, ...]:
+    return (f"test.{what}",)
+
+
+def _sst2_roles(sent: tuple[str, ...], instr_nl: tuple[str, ...], nl2: tuple[str, ...],
+                demo2_nl: list) -> list:
+    return [
+        *[(t, IN) for t in (*_SST2_INSTR, *instr_nl)],
+        ("Review", d(1, "t_in.word")), (":", d(1, "t_in.colon")),
+        *[(t, d(1, "d_in.text")) for t in (" The", " theater", ",", " of", " course", ".")],
+        ("\n", d(1, "t_in.newline")),
+        *[(t, d(1, "t_out.word")) for t in sent], (":", d(1, "t_out.colon")),
+        (" Positive", d(1, "d_out")),             # the label's leading space is not a role
+        *[(t, d(1, "t_out.newline")) for t in nl2],
+        ("Review", d(2, "t_in.word")), (":", d(2, "t_in.colon")),
+        *[(t, d(2, "d_in.text")) for t in (" Into", " the", " void")],
+        *demo2_nl,
+        *[(t, d(2, "t_out.word")) for t in sent], (":", d(2, "t_out.colon")),
+        (" Negative", d(2, "d_out")), *[(t, d(2, "t_out.newline")) for t in nl2],
+        ("Review", x("t_in.word")), (":", x("t_in.colon")),
+        *[(t, x("x.text")) for t in (" the", " plot", ".")], ("\n", x("t_in.newline")),
+        *[(t, x("t_out.word")) for t in sent],   # prefix(T_out): segment t_out_prefix
+        (":", x("t_out.colon")),
+    ]
+
+
+def _rte_roles(hyp: tuple[str, ...], nl2: tuple[str, ...]) -> list:
+    return [
+        *[(t, IN) for t in (*_RTE_INSTR, *nl2)],
+        *[(t, d(1, "t_in.word")) for t in hyp], (":", d(1, "t_in.colon")),
+        *[(t, d(1, "d_in.hypothesis")) for t in (" It", " rains", ".")],
+        ("\n", d(1, "t_in.newline")),
+        # " Prem": its space is the template's separator, but a token with letters takes the
+        # roles of its non-whitespace characters only -> word
+        (" Prem", d(1, "t_in.word")), ("ise", d(1, "t_in.word")), (":", d(1, "t_in.colon")),
+        *[(t, d(1, "d_in.premise")) for t in (" The", " sky", " is", " dark", " and", " wet", ".")],
+        ("\n", d(1, "t_in.newline")),
+        ("Answer", d(1, "t_out.word")), (":", d(1, "t_out.colon")), (" True", d(1, "d_out")),
+        *[(t, d(1, "t_out.newline")) for t in nl2],
+        *[(t, x("t_in.word")) for t in hyp], (":", x("t_in.colon")),
+        *[(t, x("x.hypothesis")) for t in (" Cats", " pur", "r", ".")],
+        ("\n", x("t_in.newline")),
+        (" Prem", x("t_in.word")), ("ise", x("t_in.word")), (":", x("t_in.colon")),
+        *[(t, x("x.premise")) for t in (" Cats", " are", " into", " the", " sun", ".")],
+        ("\n", x("t_in.newline")),
+        ("Answer", x("t_out.word")), (":", x("t_out.colon")),
+    ]
+
+
+ROLE_GOLDENS = {
+    ("sst2", "gemma"): [
+        ("<bos>", ("bos",)),
+        # demo 2: the input's "\n" and the template's "\n" are ONE token: both roles, in order
+        *_sst2_roles(("Sentiment",), ("\n\n",), ("\n\n",),
+                     [("\n\n", ("demo_2.d_in.text", "demo_2.t_in.newline"))]),
+    ],
+    ("sst2", "smol"): _sst2_roles(("Sent", "iment"), ("\n", "\n"), ("\n", "\n"),
+                                  [("\n", d(2, "d_in.text")), ("\n", d(2, "t_in.newline"))]),
+    ("rte", "gemma"): [("<bos>", ("bos",)), *_rte_roles(("Hyp", "othesis"), ("\n\n",))],
+    ("rte", "smol"): _rte_roles(("Hyp", "othesis"), ("\n", "\n")),
+    ("rte", "gpt2"): _rte_roles(("Hyp", "ot", "hesis"), ("\n", "\n")),
+}
+ROLE_GOLDENS[("sst2", "gpt2")] = list(ROLE_GOLDENS[("sst2", "smol")])
+
+
+def assert_role_golden(tp, expected) -> None:
+    got = [(r["text"], tuple(r["roles"])) for r in tp.table()]
+    assert [t for t, _ in got] == [t for t, _ in expected], "tokenization changed"
+    diffs = [(i, t, g, w) for i, ((t, g), (_, w)) in enumerate(zip(got, expected)) if g != w]
+    assert not diffs, "role mismatches (pos, token, got, expected):\n" + "\n".join(
+        map(repr, diffs))
+
+
+@pytest.mark.parametrize("task,tok_name", list(ROLE_GOLDENS))
+def test_golden_roles(task: str, tok_name: str, toks) -> None:
+    case, _ = GOLDENS[task]
+    tp = categorize(build(case), toks[tok_name])
+    assert_role_golden(tp, ROLE_GOLDENS[(task, tok_name)])
+    assert tp.roles == tuple(tuple(r) for _, r in ROLE_GOLDENS[(task, tok_name)])
+
+
+def test_has_role(toks) -> None:
+    tp = categorize(build(RTE), toks["gemma"])
+    text = [tp.prompt.text[s:e] if e > s else tp.tokens[i] for i, (s, e) in enumerate(tp.offsets)]
+    sel = lambda pat: [text[i] for i in np.flatnonzero(tp.has_role(pat))]  # noqa: E731
+    assert sel("demo_*.t_out.colon") == [":"]
+    assert sel("*.t_out.*") == ["Answer", ":", "\n\n", "Answer", ":"]
+    assert sel("demo_1.d_out") == [" True"]
+    assert sel("bos") == ["<bos>"]
+    assert sel("test.x.premise") == [" Cats", " are", " into", " the", " sun", "."]
+    assert sel("*.t_in.separator") == []       # the space before "Premise" merged into " Prem"
+    assert sel("nothing*") == []
+    assert (tp.has_role("test.*") == tp.is_test).all()
+    assert (tp.has_role("instruction") == tp.has("instruction")).all()
+    assert tp.has_role("*").all() and tp.has_role("*").dtype == bool
+    bare = categorize(build(RTE), toks["gemma"])
+    bare.roles = ()
+    with pytest.raises(ValueError, match="no roles"):
+        bare.has_role("*")
+
+
+def test_table_schema(toks) -> None:
+    tp = categorize(build(SST2), toks["gemma"])
+    rows = tp.table()
+    # the CLI JSON contract: existing keys unchanged in name and order, roles appended
+    assert all(list(r) == ["id", "text", "start", "end", "categories", "roles"] for r in rows)
+    assert rows[0] == {"id": tp.input_ids[0], "text": "<bos>", "start": 0, "end": 0,
+                       "categories": ["bos"], "roles": ["bos"]}
+    assert all(isinstance(r["roles"], list) and r["roles"] for r in rows)
+
+
+# ====================================================== tiktoken-style BPE: merged ".\n" tokens
+# cl100k's pre-tokenizer keeps punctuation with the newlines after it (" ?[^\s\p{L}\p{N}]+
+# [\r\n]*"), so an input's final "." and T_in's "\n" are ONE token. Rule 6: STOP + TEMP (the
+# "." is a stopword match, the "\n" a template newline). Before the newline rule, only the "."
+# counted and the token was stopword-only: hidden under -STOP and under +TEMP.
+_SST2_INSTR_CL = ("Classify", *_SST2_INSTR[2:-1], ".\n\n")
+_RTE_INSTR_CL = ("Classify", *_RTE_INSTR[2:3], " entailment", *_RTE_INSTR[5:-1], ".\n\n")
+SST2_CL = ("sst2", [E("d1", "1", text="The film is a great one."),
+                    E("d2", "0", text="Dull, of course .")],
+           E("t", "0", text="the plot."))
+GOLDEN_SST2_CL100K = [
+    *instr(*_SST2_INSTR_CL),            # the instruction's "." + "\n\n": instruction only
+    ("Review", T), (":", T), (" The", S), (" film", C), (" is", C), (" a", C), (" great", C),
+    (" one", C),
+    (".\n", TS),              # d_in "." (stopword) + T_in "\n" (template + stopword)
+    ("Sentiment", T), (":", T), (" Positive", L), ("\n\n", TS),
+    ("Review", T), (":", T),
+    (" ", T),                 # a lone template space (the BPE has no " D"): whitespace-only
+    ("D", C), ("ull", C), (",", C), (" of", S), (" c", C), ("o", C), ("u", C), ("r", C),
+    ("se", C),
+    (" .\n", TS),             # the input's space, its ".", and the template "\n"
+    ("Sentiment", T), (":", T), (" Negative", L), ("\n\n", TS),
+    ("Review", XT), (":", XT), (" the", XS), (" plot", XC),
+    (".\n", XTS),             # in the test example too
+    ("Sentiment", XT), (":", XT),
+]
+ROLES_SST2_CL100K = [
+    *[(t, IN) for t in _SST2_INSTR_CL],
+    ("Review", d(1, "t_in.word")), (":", d(1, "t_in.colon")),
+    *[(t, d(1, "d_in.text")) for t in (" The", " film", " is", " a", " great", " one")],
+    (".\n", ("demo_1.d_in.text", "demo_1.t_in.newline")),
+    ("Sentiment", d(1, "t_out.word")), (":", d(1, "t_out.colon")), (" Positive", d(1, "d_out")),
+    ("\n\n", d(1, "t_out.newline")),
+    ("Review", d(2, "t_in.word")), (":", d(2, "t_in.colon")),
+    (" ", d(2, "t_in.separator")),
+    *[(t, d(2, "d_in.text")) for t in ("D", "ull", ",", " of", " c", "o", "u", "r", "se")],
+    (" .\n", ("demo_2.d_in.text", "demo_2.t_in.newline")),   # the space is no role carrier
+    ("Sentiment", d(2, "t_out.word")), (":", d(2, "t_out.colon")), (" Negative", d(2, "d_out")),
+    ("\n\n", d(2, "t_out.newline")),
+    ("Review", x("t_in.word")), (":", x("t_in.colon")), (" the", x("x.text")),
+    (" plot", x("x.text")), (".\n", ("test.x.text", "test.t_in.newline")),
+    ("Sentiment", x("t_out.word")), (":", x("t_out.colon")),
+]
+
+GOLDEN_RTE_CL100K = [
+    *instr(*_RTE_INSTR_CL),
+    ("Hypothesis", T), (":", T), (" It", C), (" rains", C), (".\n", TS),
+    (" Premise", T),          # the separator space merged with the word: template
+    (":", T), (" The", S), (" sky", C), (" is", C), (" dark", C), (" and", S), (" wet", C),
+    (".\n", TS), ("Answer", T), (":", T), (" True", L), ("\n\n", TS),
+    ("Hypothesis", XT), (":", XT), (" Cats", XC), (" purr", XC), (".\n", XTS),
+    (" Premise", XT), (":", XT), (" Cats", XC), (" are", XC), (" into", XS), (" the", XS),
+    (" s", XC), ("u", XC), ("n", XC), (".\n", XTS), ("Answer", XT), (":", XT),
+]
+ROLES_RTE_CL100K = [
+    *[(t, IN) for t in _RTE_INSTR_CL],
+    ("Hypothesis", d(1, "t_in.word")), (":", d(1, "t_in.colon")),
+    *[(t, d(1, "d_in.hypothesis")) for t in (" It", " rains")],
+    (".\n", ("demo_1.d_in.hypothesis", "demo_1.t_in.newline")),
+    (" Premise", d(1, "t_in.word")), (":", d(1, "t_in.colon")),
+    *[(t, d(1, "d_in.premise")) for t in (" The", " sky", " is", " dark", " and", " wet")],
+    (".\n", ("demo_1.d_in.premise", "demo_1.t_in.newline")),
+    ("Answer", d(1, "t_out.word")), (":", d(1, "t_out.colon")), (" True", d(1, "d_out")),
+    ("\n\n", d(1, "t_out.newline")),
+    ("Hypothesis", x("t_in.word")), (":", x("t_in.colon")),
+    *[(t, x("x.hypothesis")) for t in (" Cats", " purr")],
+    (".\n", ("test.x.hypothesis", "test.t_in.newline")),
+    (" Premise", x("t_in.word")), (":", x("t_in.colon")),
+    *[(t, x("x.premise")) for t in (" Cats", " are", " into", " the", " s", "u", "n")],
+    (".\n", ("test.x.premise", "test.t_in.newline")),
+    ("Answer", x("t_out.word")), (":", x("t_out.colon")),
+]
+
+
+@pytest.mark.parametrize("case,cats,roles", [
+    (SST2_CL, GOLDEN_SST2_CL100K, ROLES_SST2_CL100K),
+    (RTE, GOLDEN_RTE_CL100K, ROLES_RTE_CL100K),
+], ids=["sst2", "rte"])
+def test_golden_cl100k(case, cats, roles, toks) -> None:
+    tp = categorize(build(case), toks["cl100k"])
+    assert_golden(tp, cats)
+    assert_role_golden(tp, roles)
+
+
+def _merged(tp) -> list[int]:
+    """Positions of tokens holding an input's "." together with a template newline."""
+    return [i for i, (s, e) in enumerate(tp.offsets) if tp.prompt.text[s:e].strip(" ") == ".\n"]
+
+
+def test_merged_newline_token_is_stop_and_temp(toks) -> None:
+    tp = categorize(build(SST2_CL), toks["cl100k"])
+    merged = _merged(tp)
+    assert len(merged) == 3                     # two demonstrations and the test example
+    *demo, test = merged
+    for i in demo:
+        assert tp.categories(i) == ["template", "stopword"]          # CATEGORIES order
+        assert tp.table()[i]["categories"] == ["template", "stopword"]
+        assert tp.codes[i] & FLAG_NEWLINE and not tp.codes[i] & FLAG_COLON
+    assert tp.categories(test) == ["template", "stopword", "test"]
+    assert tp.roles[demo[0]] == ("demo_1.d_in.text", "demo_1.t_in.newline")
+    assert tp.roles[test] == ("test.x.text", "test.t_in.newline")
+    assert [int(tp.demo[i]) for i in merged] == [0, 1, -1]
+    assert tp.has_role("*.t_in.newline")[merged].all()
+    assert tp.has_role("*.d_in.text")[demo].all()
+
+
+def test_merged_newline_token_visible_under_minus_stop_and_plus_temp(toks) -> None:
+    tp = categorize(build(SST2_CL), toks["cl100k"])
+    merged = _merged(tp)
+    minus_stop = key_rule(tp.codes, {"stopword"})           # -STOP: stopwords hidden
+    plus_temp = key_rule(tp.codes, {"stopword", "content"})  # +TEMP: only templates kept
+    assert not minus_stop[merged].any()
+    assert not plus_temp[merged].any()
+    # ... while a plain stopword is hidden under both, and content under +TEMP
+    text = [tp.prompt.text[s:e] if tp.demo[i] >= 0 else "" for i, (s, e) in enumerate(tp.offsets)]
+    of = text.index(" of")                      # the demonstration's, not the instruction's
+    film = text.index(" film")
+    assert minus_stop[of] and plus_temp[of] and plus_temp[film] and not minus_stop[film]
+    # the same "." as its own token (GPT-2 splits "." and "\n") IS hidden under -STOP
+    tg = categorize(build(SST2_CL), toks["gpt2"])
+    dots = [i for i, (s, e) in enumerate(tg.offsets)
+            if tg.prompt.text[s:e] in (".", " .") and tg.demo[i] >= 0]
+    assert len(dots) == 2 and key_rule(tg.codes, {"stopword"})[dots].all()
+
+
+def test_merged_question_mark_newline_token(toks) -> None:
+    # TREC does not list "?": the "?" of "?\n" is content, so the token is TEMP + STOP + CONT
+    tp = categorize(build(TREC), toks["cl100k"])
+    rows = [r for r in tp.table() if r["text"] == "?\n"]
+    assert [r["categories"] for r in rows] == [
+        ["template", "stopword", "content"], ["template", "stopword", "content"],
+        ["template", "stopword", "content", "test"]]
+    assert [r["roles"] for r in rows] == [
+        ["demo_1.d_in.text", "demo_1.t_in.newline"], ["demo_2.d_in.text", "demo_2.t_in.newline"],
+        ["test.x.text", "test.t_in.newline"]]
+    i = tp.table().index(rows[0])
+    assert not key_rule(tp.codes, {"stopword"})[i]
+    assert not key_rule(tp.codes, {"content"})[i]
+    assert key_rule(tp.codes, {"template", "stopword", "content"})[i]
+
+
+def test_space_newline_token_keeps_newline_categories(toks) -> None:
+    # an input ending in a space: " \n" is whitespace-only, but its newline decides (template +
+    # stopword); its input space adds no "content" (before the newline rule it did)
+    spec = load_task("sst2")
+    p = build_prompt(spec, [E("d", "1", text="ok. ")], E("t", "1", text="fine"))
+    tp = categorize(p, toks["cl100k"])
+    pos = [i for i, (s, e) in enumerate(tp.offsets) if p.text[s:e] == " \n"]
+    assert len(pos) == 1
+    assert tp.categories(pos[0]) == ["template", "stopword"]
+    assert tp.roles[pos[0]] == ("demo_1.t_in.newline",)
+    # GPT-2 splits them: the space alone is whitespace-only -> the input's content
+    tg = categorize(p, toks["gpt2"])
+    rows = [(r["text"], r["categories"], r["roles"]) for i, r in enumerate(tg.table())
+            if r["text"].isspace() and tg.demo[i] == 0]
+    assert rows[:2] == [(" ", ["content"], ["demo_1.d_in.text"]),
+                        ("\n", ["template", "stopword"], ["demo_1.t_in.newline"])]
+
+
+_TOK_FILE = Path(__file__).resolve().parents[1] / "icl_tokens" / "testing" / "tokenizers.py"
+_BUILD_SCRIPT = f"""
+import hashlib, importlib.util
+spec = importlib.util.spec_from_file_location("tk", {str(_TOK_FILE)!r})
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+print(hashlib.sha256(mod._backend_json(1000).encode()).hexdigest())
+"""
+
+
+def test_cl100k_fixture_deterministic_quick_and_offsets() -> None:
+    import hashlib
+
+    from icl_tokens.testing import tokenizers as tk
+
+    t0 = time.perf_counter()
+    a = tk._backend_json.__wrapped__(1000)    # a fresh training, bypassing the cache
+    assert time.perf_counter() - t0 < 2.0
+    b = tk._backend_json.__wrapped__(1000)
+    assert a == b
+    # ... and in another process (other hash seeds)
+    out = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
+    assert out.stdout.strip() == hashlib.sha256(a.encode()).hexdigest()
+    t1, t2 = cl100k_style_tokenizer(), cl100k_style_tokenizer()
+    text = "Review: a dull film .\nSentiment: Negative\n\nReview: It is the best.\nSentiment:"
+    e1 = t1(text, return_offsets_mapping=True)
+    assert e1["input_ids"] == t2(text)["input_ids"]
+    pieces = [text[s:e] for s, e in e1["offset_mapping"]]
+    assert pieces[5] == " .\n" and pieces[-3] == ".\n"       # single merged tokens
+    assert "".join(pieces) == text                            # character offsets
+    assert t1.decode(e1["input_ids"]) == text
+    assert t1.convert_ids_to_tokens(e1["input_ids"])[5] == "Ġ.Ċ"
+    # non-ASCII: byte-level pieces of "é" share its character span; nothing runs past the text
+    e2 = t1("Café .\nX", return_offsets_mapping=True)
+    assert max(e for _, e in e2["offset_mapping"]) == len("Café .\nX")
+    assert t1.decode(e2["input_ids"]) == "Café .\nX"
+    # no special token unless asked; with bos=True a leading <|endoftext|> at (0, 0)
+    assert t1.bos_token == "<|endoftext|>" and t1.bos_token_id not in e1["input_ids"]
+    tb = cl100k_style_tokenizer(bos=True)
+    eb = tb(text, return_offsets_mapping=True)
+    assert eb["input_ids"] == [tb.bos_token_id, *e1["input_ids"]]
+    assert eb["offset_mapping"][0] == (0, 0)
+    tp = categorize(build(SST2_CL), tb)
+    assert tp.categories(0) == ["bos"] and tp.roles[0] == ("bos",)
+
+
 # ================================================================================ invariants
 def _check_invariants(tp, tok, is_gemma: bool) -> None:
     n = len(tp)
@@ -375,6 +726,23 @@ def _check_invariants(tp, tok, is_gemma: bool) -> None:
     assert "".join(pieces) == text
     if not any(ord(ch) > 127 for ch in text):
         assert all(spans[j][1] == spans[j + 1][0] for j in range(len(spans) - 1))
+    # roles: one non-empty, duplicate-free tuple per token, agreeing with the categories
+    # (both come from the same characters)
+    assert len(tp.roles) == n
+    for i, roles in enumerate(tp.roles):
+        cats = set(tp.categories(i))
+        assert roles and len(set(roles)) == len(roles), (i, roles)
+        kinds = {r.split(".")[1] if "." in r else r for r in roles}
+        assert ("template" in cats) == bool(kinds & {"t_in", "t_out"}), (i, roles, cats)
+        assert ("label" in cats) == ("d_out" in kinds), (i, roles, cats)
+        assert ("instruction" in cats) == ("instruction" in kinds), (i, roles, cats)
+        assert ("bos" in cats) == (roles == ("bos",)), (i, roles, cats)
+        assert ("test" in cats) == any(r.startswith("test.") for r in roles), (i, roles, cats)
+        if "content" in cats:
+            assert kinds & {"d_in", "x"}, (i, roles, cats)
+        for r in roles:
+            if r.split(".")[1:2] in (["t_in"], ["t_out"]):
+                assert r.rsplit(".", 1)[1] in ("word", "colon", "newline", "separator"), r
     enc = tok(text, add_special_tokens=True)
     assert tp.input_ids == list(enc["input_ids"])
     assert tp.tokens == tok.convert_ids_to_tokens(tp.input_ids)
@@ -419,7 +787,7 @@ def real_episodes():
     return out
 
 
-@pytest.mark.parametrize("tok_name", TOKENIZERS)
+@pytest.mark.parametrize("tok_name", [*TOKENIZERS, "cl100k"])
 @pytest.mark.parametrize("task", PAPER_TASKS)
 def test_invariants_on_real_data(task: str, tok_name: str, toks, real_episodes) -> None:
     if task not in real_episodes:
