@@ -35,7 +35,7 @@ from icl_tokens.episodes import sample_episode
 from icl_tokens.engine.scoring import make_jobs, score_jobs
 from icl_tokens.tasks import load_task
 
-CONDITIONS = ["icl", "-template", "-stopword", "-content", "+template", "+stopword", "+content",
+CONDITIONS = ["icl", "icl-template", "icl-stopword", "icl-content", "+template", "+stopword", "+content",
               "none"]
 
 LLAMA_SHAPES = {

@@ -4,44 +4,79 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .ablation.conditions import PAPER_ORDER
+
 __all__ = ["main", "build_parser", "categorize_records"]
 
 
 def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {text!r}")
-    if not seeds:
-        raise argparse.ArgumentTypeError("--seeds is empty")
+    """``"0,1,2"`` → ``[0, 1, 2]``; ranges ``0-4`` allowed; duplicates and negatives refused."""
+    seeds = _int_list(text, allow_negative=False, what="--seeds")
     return seeds
 
 
-def _int_list(text: str) -> list[int]:
-    """``"0-3,8"`` → ``[0, 1, 2, 3, 8]`` (negative single indices allowed: ``"-1"``)."""
+def _int_list(text: str, *, allow_negative: bool = True, what: str = "index list") -> list[int]:
+    """``"0-3,8"`` → ``[0, 1, 2, 3, 8]``; a single negative index (``"-1"``) counts from the end.
+
+    A backwards range (``8-2``) or an index given twice (``0-3,2-1``) is an error, never
+    silently reordered or dropped.
+    """
     out: list[int] = []
-    try:
-        for part in (p.strip() for p in text.split(",")):
-            if not part:
-                continue
-            lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
-            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected e.g. '0-5,8', got {text!r}")
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        m = re.fullmatch(r"(-?\d+)(?:-(\d+))?", part)
+        if m is None:
+            raise argparse.ArgumentTypeError(
+                f"{what}: expected integers or ranges like '0-5,8', got {part!r} in {text!r}")
+        lo = int(m.group(1))
+        if m.group(2) is not None:
+            hi = int(m.group(2))
+            if lo < 0:
+                raise argparse.ArgumentTypeError(
+                    f"{what}: ranges take non-negative ends, got {part!r}; list negative "
+                    "indices one by one (e.g. -2,-1)")
+            if hi < lo:
+                raise argparse.ArgumentTypeError(
+                    f"{what}: the range {part!r} runs backwards; write {hi}-{lo}")
+            values = list(range(lo, hi + 1))
+        else:
+            values = [lo]
+        if not allow_negative and min(values) < 0:
+            raise argparse.ArgumentTypeError(f"{what}: negative value in {text!r}")
+        twice = sorted(set(values) & set(out))
+        if twice:
+            raise argparse.ArgumentTypeError(
+                f"{what}: {twice} given more than once in {text!r}; give each index once")
+        out.extend(values)
     if not out:
-        raise argparse.ArgumentTypeError(f"empty index list {text!r}")
+        raise argparse.ArgumentTypeError(f"{what}: empty list {text!r}")
     return out
 
 
 def _positive(text: str) -> int:
-    v = int(text)
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
     return v
 
 
@@ -55,7 +90,8 @@ def _add_common(p: argparse.ArgumentParser, *, many_seeds: bool) -> None:
         p.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated, e.g. 0,1,2")
     else:
         p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--k", type=int, default=4, help="demonstrations per prompt (default 4)")
+    p.add_argument("--k", type=_non_negative, default=4,
+                   help="demonstrations per prompt (default 4)")
     p.add_argument("--n-test", type=_positive, default=None,
                    help="test examples per seed (default: the fixed 500-example subset)")
     p.add_argument("--stopword-variant", default="paper", choices=["paper", "nltk"])
@@ -76,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ablate", help="representation-level knockout (paper Tables 2 and 3)")
     _add_common(a, many_seeds=True)
     a.add_argument("--conditions", default="all",
-                   help="'all' or a comma list of zero_shot,+content,+stopword,+template,icl,"
-                        "-content,-stopword,-template,none")
+                   help="'all' or a comma list of " + ",".join(PAPER_ORDER) + " (aliases: "
+                        "-template, minus_temp, only_temp, ...; write --conditions=-template "
+                        "for a name that starts with '-')")
     a.add_argument("--scoring", default="generate", choices=["generate", "label"])
     a.add_argument("--engine", default="cached", choices=["cached", "naive"])
     a.add_argument("--batch-size", type=_positive, default=16)
@@ -112,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 def categorize_records(
     model: str, task_name: str, seed: int, k: int, n_test: int | None,
     stopword_variant: str = "paper", data_source: str | None = None, tokenizer: Any = None,
+    log: Any = None,
 ) -> list[dict[str, Any]]:
-    """The ``categorize --json`` records (the schema is a contract)."""
+    """The ``categorize --json`` records (the schema is a contract; ``roles`` was added to each
+    token after ``categories``)."""
     from .categorize import categorize, label_token_ids
     from .data import load_task_data
     from .episodes import sample_episode
@@ -126,6 +165,8 @@ def categorize_records(
 
         tokenizer = load_tokenizer(model)
     data = load_task_data(task, source=data_source)
+    if log is not None:
+        log(f"data: {data.source} ({data.location}); {data.notes}")
     ep = sample_episode(data, seed, k=k, n_test=n_test)
     out = []
     for test in ep.tests:
@@ -140,8 +181,10 @@ def categorize_records(
 
 
 def _cmd_categorize(args: argparse.Namespace) -> int:
+    out = _output_path(args.out) if args.out else None
     recs = categorize_records(args.model, args.task, args.seed, args.k, args.n_test,
-                              args.stopword_variant, args.data_source)
+                              args.stopword_variant, args.data_source,
+                              log=lambda s: print(s, file=sys.stderr))
     if args.json:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
     else:
@@ -152,16 +195,34 @@ def _cmd_categorize(args: argparse.Namespace) -> int:
                 cats = ",".join(t["categories"])
                 lines.append(f"{t['start']:6d} {t['end']:6d}  {t['text']!r:24}  {cats}")
         text = "\n".join(lines) + "\n"
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return 0
 
 
-def _cmd_ablate(args: argparse.Namespace) -> int:
-    from .experiments import AblationConfig, accuracy_table, format_accuracy_table, run_ablation
+def _output_path(text: str) -> Path:
+    """An output file path whose folder is created; a clear error if it cannot be written."""
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"output path {path} is a directory; give a file name, e.g. "
+                         f"{path / 'out.csv'}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"cannot create the folder of {path}: a parent is a file; choose "
+                         "another path.") from None
+    except PermissionError:
+        raise ValueError(f"cannot create the folder of {path}: permission denied.") from None
+    return path
 
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from .analysis.tables import accuracy_table, format_accuracy_table
+    from .experiments import AblationConfig, run_ablation
+
+    out = _output_path(args.out)
     cfg = AblationConfig(
         model=args.model, task=args.task, seeds=tuple(args.seeds), k=args.k, n_test=args.n_test,
         conditions=tuple(args.conditions.split(",")), scoring=args.scoring, engine=args.engine,
@@ -170,21 +231,16 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         layers=args.layers, heads=args.heads, mode=args.mode,
         dtype=args.dtype, device=args.device,
     )
-    df = run_ablation(cfg, out=args.out, progress=not args.no_progress)
+    df = run_ablation(cfg, out=out, progress=not args.no_progress)
     print(f"accuracy (%, {args.scoring}), mean ± std over {len(cfg.seeds)} seed(s):")
-    print(format_accuracy_table(accuracy_table(df)))
-    print(f"rows: {args.out}")
+    print(format_accuracy_table(accuracy_table(df), data_note=df.attrs.get("data")))
+    print(f"rows: {out}")
     return 0
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from .experiments import (
-        AblationConfig,
-        accuracy_by_seed,
-        accuracy_table,
-        format_accuracy_table,
-        run_ablation,
-    )
+    from .analysis.tables import accuracy_by_seed, accuracy_table, format_accuracy_table
+    from .experiments import AblationConfig, run_ablation
     from .plotting import accuracy_bar, save_figure
     from .reference import paper_condition_table
 
@@ -198,10 +254,11 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     paper = paper_condition_table(model="Llama-7B", tasks=["sst2"])
     print(f"\nSST-2, {len(cfg.seeds)} seeds x {args.n_test} examples, k=4, greedy generation "
           f"(acc_gen), model {cfg.model}:")
-    print(format_accuracy_table(table, paper, paper_label="paper Llama-7B"))
+    note = df.attrs.get("data")
+    print(format_accuracy_table(table, paper, paper_label="paper Llama-7B", data_note=note))
     label_table = accuracy_table(df, metric="label_correct")
     print("\nlabel-restricted scoring (acc_label, secondary):")
-    print(format_accuracy_table(label_table))
+    print(format_accuracy_table(label_table, data_note=note))
     fig = accuracy_bar(accuracy_by_seed(df), paper, name=f"{cfg.model} (acc_gen)",
                        paper_name="paper Llama-7B", title="SST-2: accuracy by condition")
     paths = save_figure(fig, out_dir / "quickstart")
@@ -235,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, RuntimeError, KeyError, TypeError, ModuleNotFoundError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     return 1

@@ -232,7 +232,7 @@ def mask_heatmap(
 
     Args:
         tp: The categorized prompt the knockout was built for.
-        knockout: From :func:`icl_tokens.masks.condition_knockout` (or any :class:`Knockout`).
+        knockout: From :func:`icl_tokens.ablation.conditions.condition_knockout` (or any :class:`Knockout`).
         max_tokens: Show only the last ``max_tokens`` key positions (the end of the
             demonstrations and the test example); ``None`` for all.
         all_rows: Show every query row, not only the restricted (test-example) queries.

@@ -8,7 +8,7 @@ SST2 and RTE columns):
   ``table, model, setting, condition, variant, task, value, marker``.
 
   - ``setting`` is the row label as printed (``"+ TEMP"``, ``"− CONT"``, ``"TEMP+D_out"``, ...).
-  - ``condition`` is our condition name (:data:`icl_tokens.masks.PAPER_ORDER`) for the
+  - ``condition`` is our condition name (:data:`icl_tokens.ablation.conditions.PAPER_ORDER`) for the
     representation-level rows of Tables 2, 3 and 14, and empty elsewhere.
   - ``variant`` is ``with_colon`` / ``without_colon`` for Tables 5 and 6 (cells printed as
     "with ``:`` / w/o ``:``"), empty elsewhere.
@@ -208,9 +208,9 @@ def paper_condition_table(
 
     Returns:
         Accuracy (%) with index ``condition`` in the order of
-        :data:`icl_tokens.masks.PAPER_ORDER` without the diagnostic ``none`` (``zero_shot``,
+        :data:`icl_tokens.ablation.conditions.PAPER_ORDER` without the diagnostic ``none`` (``zero_shot``,
         ``+content``, ``+stopword``, ``+template``, ``icl``, ``-content``, ``-stopword``,
-        ``-template``) and one column per task.
+        ``icl-template``) and one column per task.
     """
     _check_model(model)
     cols = list(PAPER_TASK_ORDER) if tasks is None else _check_tasks(tasks)

@@ -68,7 +68,7 @@ def test_categorize_json_schema_and_determinism(tiny_dir, data_dir, tmp_path):
         assert r["gold"] in ("Positive", "Negative")
         assert r["prompt"].endswith("Sentiment:")
         for t in r["tokens"]:
-            assert list(t) == ["id", "text", "start", "end", "categories"]
+            assert list(t) == ["id", "text", "start", "end", "categories", "roles"]
             assert t["categories"]
         # Text spans reproduce the prompt (tiny llama tokenizer prepends a BOS at (0, 0)).
         assert "".join(r["prompt"][t["start"]:t["end"]] for t in r["tokens"]) == r["prompt"]
@@ -92,7 +92,7 @@ def test_ablate_writes_tidy_csv_and_table(tiny_dir, data_dir, tmp_path, capsys):
     assert not df.duplicated(["seed", "example_id", "condition"]).any()
     assert {"score_Positive", "score_Negative", "gold", "prediction", "correct"} <= set(df.columns)
     assert set(df.condition) == {"zero_shot", "+content", "+stopword", "+template", "icl",
-                                 "-content", "-stopword", "-template", "none"}
+                                 "icl-content", "icl-stopword", "icl-template", "none"}
     assert (df.correct == (df.prediction == df.gold).astype(int)).all()
     printed = capsys.readouterr().out
     assert "Standard ICL" in printed and "- TEMP" in printed and "±" in printed

@@ -6,21 +6,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icl_tokens.experiments import (
-    AblationConfig,
+from icl_tokens.ablation.conditions import PAPER_ORDER
+from icl_tokens.analysis.tables import (
     accuracy_by_seed,
     accuracy_table,
     format_accuracy_table,
+    hidden_counts,
     paper_layout,
     pattern_checks,
     task_means,
+    validity_table,
 )
-from icl_tokens.ablation.conditions import PAPER_ORDER
+from icl_tokens.experiments import AblationConfig
 from icl_tokens.reference import paper_condition_table
 
 # Accuracy (%) per condition of a made-up run; seeds differ by +-10 points.
 TRUE = {"zero_shot": 0, "+content": 40, "+stopword": 60, "+template": 80, "icl": 90,
-        "-content": 90, "-stopword": 80, "-template": 50, "none": 30}
+        "icl-content": 90, "icl-stopword": 80, "icl-template": 50, "none": 30}
 
 
 def _rows(task: str, offset: float = 0.0) -> pd.DataFrame:
@@ -58,7 +60,7 @@ def test_paper_layout_avg_and_delta(results):
     lay = paper_layout(table, paper)
     assert list(lay.columns.get_level_values(0).unique()) == ["sst2", "agnews", "avg", "Δ"]
     assert lay.loc["+ TEMP  [+template]", ("Δ", "ours")] == pytest.approx(80 - 0)
-    assert lay.loc["- TEMP  [-template]", ("Δ", "ours")] == pytest.approx(50 - 90)
+    assert lay.loc["- TEMP  [icl-template]", ("Δ", "ours")] == pytest.approx(50 - 90)
     assert lay.loc["+ TEMP  [+template]", ("sst2", "paper")] == pytest.approx(90.2)
     # Paper Δ over SST-2 and AG News: mean(70.8, 90.2) - mean(25.0, 29.2)
     assert lay.loc["+ TEMP  [+template]", ("Δ", "paper")] == pytest.approx(
@@ -71,10 +73,10 @@ def test_pattern_checks(results):
     table = accuracy_table(results)
     checks = pattern_checks(task_means(table), results, "correct")
     assert checks["1. +template > +stopword > +content"].startswith("holds")
-    assert checks["2a. -template is the largest drop"].startswith("holds")
-    assert checks["2b. -content within 2.5 of Standard"].startswith("holds")
-    assert checks["2c. -stopword within 2.5 of Standard"].startswith("does not hold")
-    assert "SE" in checks["2c. -stopword within 2.5 of Standard"]
+    assert checks["2a. icl-template is the largest drop"].startswith("holds")
+    assert checks["2b. icl-content within 2.5 of Standard"].startswith("holds")
+    assert checks["2c. icl-stopword within 2.5 of Standard"].startswith("does not hold")
+    assert "SE" in checks["2c. icl-stopword within 2.5 of Standard"]
     flipped = task_means(table).copy()
     flipped["+content"], flipped["+template"] = flipped["+template"], flipped["+content"]
     assert pattern_checks(flipped)["1. +template > +stopword > +content"].startswith("does not")
@@ -100,7 +102,7 @@ def test_config_validation_and_identity():
     with pytest.raises(ValueError, match="stopword variant"):
         AblationConfig(stopword_variant="spacy")
     cfg = AblationConfig(conditions=("standard", "minus_temp"), seeds=(0, 1))
-    assert cfg.conditions == ("icl", "-template")
+    assert cfg.conditions == ("icl", "icl-template")
     ident = cfg.identity()
     assert "engine" not in ident and "batch_size" not in ident  # same answers either way
     assert ident["seeds"] == [0, 1]
@@ -124,3 +126,43 @@ def test_run_ablation_flags_prompts_longer_than_the_sliding_window(tmp_path, mon
                       model=model, tokenizer=tok, progress=False, log=logs.append)
     assert len(df) == 1 and df.n_tokens.iloc[0] > 16
     assert any("sliding window (16 tokens)" in line for line in logs)
+
+
+def test_config_refuses_duplicate_seeds_and_meaningless_k0():
+    with pytest.raises(ValueError, match=r"seeds \[0\] are given more than once"):
+        AblationConfig(seeds=(0, 0))
+    with pytest.raises(ValueError, match="k=0 leaves no demonstrations"):
+        AblationConfig(k=0)
+    assert AblationConfig(k=0, conditions=("zero_shot", "icl")).k == 0
+    with pytest.raises(ValueError, match="unknown dtype"):
+        AblationConfig(dtype="float8")
+
+
+def test_format_table_names_its_data(results):
+    t = accuracy_table(results)
+    text = format_accuracy_table(t, data_note="sst2 from staicc (...)")
+    assert text.splitlines()[0] == "data: sst2 from staicc (...)"
+
+
+def test_hidden_counts_and_validity_tables(results):
+    from icl_tokens.categorize import categorize
+    from icl_tokens.models import gpt2_tokenizer
+    from icl_tokens.prompts import build_prompt
+    from icl_tokens.tasks import Example, load_task
+
+    task = load_task("sst2")
+    demo = Example("d", {"text": "the film is a joy ."}, "1")
+    tp = categorize(build_prompt(task, [demo], Example("t", {"text": "dull ."}, "0")),
+                    gpt2_tokenizer())
+    hc = hidden_counts(tp)
+    assert hc.loc["icl", "hidden demo tokens"] == 0
+    assert hc.loc["icl-content", "hidden demo tokens"] == hc.loc["icl-content", "content"] == \
+        int((tp.has("content") & (tp.demo >= 0)).sum())
+    # The newline stays visible unless both TEMP and STOP are hidden.
+    assert hc.loc["icl-template", "hidden newlines"] == 0
+    assert hc.loc["+content", "hidden newlines"] > 0
+    rows = results.copy()
+    rows["valid"] = 1
+    rows.loc[rows.index[:3], "valid"] = 0
+    v = validity_table(rows)
+    assert v[("valid generations (%)", "sst2")].notna().all()

@@ -163,7 +163,7 @@ def test_mask_heatmap_is_the_knockout(tp) -> None:
 
 
 def test_mask_heatmap_options(tp) -> None:
-    ko = condition_knockout(tp, "-content")
+    ko = condition_knockout(tp, "icl-content")
     full = P.mask_heatmap(tp, ko, all_rows=True)
     np.testing.assert_array_equal(np.asarray(full.data[0].z), ko.dense(len(tp)).numpy())
     tail = P.mask_heatmap(tp, ko, max_tokens=10)
@@ -171,8 +171,7 @@ def test_mask_heatmap_options(tp) -> None:
     np.testing.assert_array_equal(
         np.asarray(tail.data[0].z), ko.dense(len(tp)).numpy()[tp.is_test][:, -10:])
     with pytest.raises(ValueError, match="positions"):
-        P.mask_heatmap(tp, condition_knockout(tp, "icl").__class__(
-            query=np.zeros(3, bool), key=np.zeros(3, bool)))
+        P.mask_heatmap(tp, condition_knockout(tp, "icl").__class__(blocks=(), n=3))
 
 
 # ----------------------------------------------------------------------------- accuracy bars
@@ -181,7 +180,7 @@ def test_mask_heatmap_options(tp) -> None:
 def _results() -> pd.DataFrame:
     rows = []
     for task in ("sst2", "rte"):
-        for i, cond in enumerate(["icl", "+template", "zero_shot", "-template"]):
+        for i, cond in enumerate(["icl", "+template", "zero_shot", "icl-template"]):
             for seed in range(3):
                 for metric, off in (("acc_gen", 0.0), ("acc_label", 0.3)):
                     rows.append({"model": "m", "dataset": task, "seed": seed,

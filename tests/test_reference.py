@@ -57,11 +57,11 @@ def test_columns_and_condition_mapping() -> None:
     assert set(df[df.table.isin([5, 6])].variant) == {"with_colon", "without_colon"}
     mapping = {
         (2, "Zero-shot"): "zero_shot", (2, "+ CONT"): "+content", (2, "+ STOP"): "+stopword",
-        (2, "+ TEMP"): "+template", (3, "Standard ICL"): "icl", (3, "− CONT"): "-content",
-        (3, "− STOP"): "-stopword", (3, "− TEMP"): "-template", (14, "Zero-shot"): "zero_shot",
+        (2, "+ TEMP"): "+template", (3, "Standard ICL"): "icl", (3, "− CONT"): "icl-content",
+        (3, "− STOP"): "icl-stopword", (3, "− TEMP"): "icl-template", (14, "Zero-shot"): "zero_shot",
         (14, "+CONT"): "+content", (14, "+STOP"): "+stopword", (14, "+TEMP"): "+template",
-        (14, "Standard ICL"): "icl", (14, "−CONT"): "-content", (14, "−STOP"): "-stopword",
-        (14, "−TEMP"): "-template",
+        (14, "Standard ICL"): "icl", (14, "−CONT"): "icl-content", (14, "−STOP"): "icl-stopword",
+        (14, "−TEMP"): "icl-template",
     }
     got = dict(df[df.condition != ""].groupby(["table", "setting"]).condition.first())
     assert got == mapping
@@ -141,7 +141,7 @@ def test_table15_structure() -> None:
     assert (df.not_significant == (df.value >= 0.05)).all()
     assert int(df.not_significant.sum()) == 30
     names = {"temp": "+template", "cont": "+content", "stop": "+stopword",
-             "temp_cont": "-stopword", "cont_stop": "-template", "temp_stop": "-content"}
+             "temp_cont": "icl-stopword", "cont_stop": "icl-template", "temp_stop": "icl-content"}
     assert (df.a.map(names) == df.condition_a).all()
     assert (df.b.map(names) == df.condition_b).all()
     assert df.groupby("model").comparison.nunique().eq(6).all()
@@ -153,9 +153,9 @@ def test_significance_markers() -> None:
                .itertuples(index=False)}
     assert starred == {
         (2, "OpenLlama-3B", "+stopword", "trec"), (2, "Llama-30B", "+stopword", "trec"),
-        (3, "OpenLlama-3B", "-content", "sst2"), (3, "OpenLlama-3B", "-content", "rte"),
-        (3, "OpenLlama-3B", "-stopword", "trec"), (3, "OpenLlama-3B", "-stopword", "cb"),
-        (3, "Llama-30B", "-template", "sst2"),
+        (3, "OpenLlama-3B", "icl-content", "sst2"), (3, "OpenLlama-3B", "icl-content", "rte"),
+        (3, "OpenLlama-3B", "icl-stopword", "trec"), (3, "OpenLlama-3B", "icl-stopword", "cb"),
+        (3, "Llama-30B", "icl-template", "sst2"),
     }
     assert set(df.marker) == {"", "*"}
 
@@ -306,7 +306,7 @@ def test_paper_values_filters() -> None:
     df = R.paper_values(2, "Llama-7B", "sst2")
     assert df.value.tolist() == [29.2, 57.9, 83.7, 90.2]
     df = R.paper_values(3, "Llama-30B", ["cb", "rte"], conditions=["minus_temp", "icl"])
-    assert df.condition.tolist() == ["-template", "-template", "icl", "icl"]
+    assert df.condition.tolist() == ["icl-template", "icl-template", "icl", "icl"]
     assert len(R.paper_values(5, None)) == 144
     assert R.paper_values(15, "Llama-7B", "rte", conditions=["temp", "cont"]).value.tolist() == [
         pytest.approx(0.0000004)]
@@ -317,7 +317,7 @@ def test_paper_condition_table() -> None:
     assert list(t.index) == [c for c in PAPER_ORDER if c != "none"]
     assert list(t.columns) == TASKS
     assert t.loc["zero_shot"].tolist() == [25.0, 29.2, 41.4, 0.0, 54.2, 3.6]
-    assert t.loc["-template"].tolist() == [64.5, 84.1, 54.0, 58.0, 56.8, 54.3]
+    assert t.loc["icl-template"].tolist() == [64.5, 84.1, 54.0, 58.0, 56.8, 54.3]
     t = R.paper_condition_table("OpenLlama-3B", tasks=["cb", "sst2"])
     assert list(t.columns) == ["cb", "sst2"]
     assert t.loc["icl", "cb"] == 52.0

@@ -1,25 +1,34 @@
-"""Knockout masks: categorized prompt + condition → boolean ``[query, key]`` masks (True = blocked).
+"""The condition registry: names, aliases, paper labels and order; each condition built from blocks.
 
-Named conditions (paper Tables 2 and 3; paper-spec §6 E1):
+Representation-level conditions (paper Tables 2 and 3; paper-spec §6 E1). Every name works as a
+bare command-line argument (``--conditions icl-template``); the paper-like spellings
+(``-template``, ``minus_temp``, ``only_temp``, Table 15's ``cont_stop``, ...) are aliases.
 
-=============  ============================================  =====================
-condition      hidden demonstration categories               paper name
-=============  ============================================  =====================
-``icl``        none                                          Standard ICL
-``-template``  template                                      Standard ICL − TEMP
-``-stopword``  stopword                                      Standard ICL − STOP
-``-content``   content                                       Standard ICL − CONT
-``+template``  stopword, content                             Zero-shot + TEMP
-``+stopword``  template, content                             Zero-shot + STOP
-``+content``   template, stopword                            Zero-shot + CONT
-``none``       template, stopword, content                   (diagnostic: labels only)
-``zero_shot``  — a separate prompt without demonstrations    Zero-shot
-=============  ============================================  =====================
+================  ============================================  =====================
+condition         hidden demonstration kinds                    paper name
+================  ============================================  =====================
+``icl``           none                                          Standard ICL
+``icl-template``  template                                      Standard ICL − TEMP
+``icl-stopword``  stopword                                      Standard ICL − STOP
+``icl-content``   content                                       Standard ICL − CONT
+``+template``     stopword, content                             Zero-shot + TEMP
+``+stopword``     template, content                             Zero-shot + STOP
+``+content``      template, stopword                            Zero-shot + CONT
+``none``          template, stopword, content                   (diagnostic: labels only)
+``zero_shot``     — a separate prompt without demonstrations    Zero-shot
+================  ============================================  =====================
 
-Key rule: a key is hidden iff none of its categories is ``bos``, ``instruction``, ``label`` or
-``test`` and every one of its ``template``/``stopword``/``content`` categories is hidden (so a
-newline, template + stopword, stays visible while either kind is visible). Queries are the test
-tokens and every generated token.
+Each masked condition is one :class:`~icl_tokens.ablation.knockout.Block`: queries = the test
+example and every generated token; keys = the paper's key rule
+(:func:`~icl_tokens.ablation.selection.key_rule`: a key is hidden iff every one of its
+template/stopword/content kinds is hidden and it is not BOS, instruction, label or test). Compose
+your own in a line::
+
+    >>> from icl_tokens.ablation import Block, Knockout, Sel, knockout_for
+    >>> inside = Block(Sel.part("demo"), Sel.category("content"))
+    >>> ko = knockout_for("+template") | Knockout((inside,))
+    >>> [b.queries.describe() for b in ko.blocks]
+    ['(part(test) | generated())', 'part(demo)']
 """
 
 from __future__ import annotations
@@ -27,86 +36,103 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-import numpy as np
-import torch
-from jaxtyping import Bool
-from torch import Tensor
-
-from ..categorize import BITS, CATEGORIES, TokenizedPrompt
+from .knockout import Block, Knockout, ResolvedKnockout
+from .selection import KINDS, Sel, SelectionTarget, check_kinds
 
 __all__ = [
+    "Condition",
+    "REGISTRY",
     "CONDITIONS",
     "PAPER_ORDER",
     "ZERO_SHOT",
-    "KINDS",
-    "ALWAYS_VISIBLE",
     "ALIASES",
-    "Knockout",
-    "resolve_condition",
-    "hidden_categories",
-    "key_hidden",
-    "condition_knockout",
-    "parse_conditions",
-    "custom_knockout",
     "SPEC_NAMES",
+    "CONDITION_LABELS",
+    "TABLE2_CONDITIONS",
+    "resolve_condition",
+    "parse_conditions",
+    "hidden_categories",
+    "knockout_for",
+    "condition_knockout",
+    "custom_knockout",
 ]
 
 ZERO_SHOT = "zero_shot"
-KINDS: tuple[str, ...] = ("template", "stopword", "content")
-ALWAYS_VISIBLE: tuple[str, ...] = ("bos", "instruction", "label", "test")
 
-CONDITIONS: dict[str, frozenset[str]] = {
-    "icl": frozenset(),
-    "-template": frozenset({"template"}),
-    "-stopword": frozenset({"stopword"}),
-    "-content": frozenset({"content"}),
-    "+template": frozenset({"stopword", "content"}),
-    "+stopword": frozenset({"template", "content"}),
-    "+content": frozenset({"template", "stopword"}),
-    "none": frozenset(KINDS),
-}
-#: Paper layout: Table 2 rows, then Table 3 rows, then the diagnostic.
-PAPER_ORDER: tuple[str, ...] = (
-    ZERO_SHOT, "+content", "+stopword", "+template",
-    "icl", "-content", "-stopword", "-template", "none",
+
+@dataclass(frozen=True)
+class Condition:
+    """One representation-level condition.
+
+    Attributes:
+        name: Canonical name (a bare CLI argument).
+        hidden: Demonstration kinds hidden from the test example (``None``: a separate prompt).
+        label: The paper's row name.
+        table: ``2`` (Zero-shot + X; Δ vs Zero-shot), ``3`` (Standard ICL − X; Δ vs Standard)
+            or ``0`` (our diagnostic, Δ vs Zero-shot).
+        spec: The paper-spec code name.
+        aliases: Other accepted spellings.
+    """
+
+    name: str
+    hidden: frozenset[str] | None
+    label: str
+    table: int
+    spec: str
+    aliases: tuple[str, ...] = ()
+
+
+_T, _S, _C = "template", "stopword", "content"
+REGISTRY: tuple[Condition, ...] = (
+    Condition(ZERO_SHOT, None, "Zero-shot", 2, "zero_shot", ("zero-shot", "zeroshot")),
+    Condition("+content", frozenset({_T, _S}), "+ CONT", 2, "only_cont", ("only_cont", "cont")),
+    Condition("+stopword", frozenset({_T, _C}), "+ STOP", 2, "only_stop", ("only_stop", "stop")),
+    Condition("+template", frozenset({_S, _C}), "+ TEMP", 2, "only_temp", ("only_temp", "temp")),
+    Condition("icl", frozenset(), "Standard ICL", 3, "standard", ("standard",)),
+    Condition("icl-content", frozenset({_C}), "- CONT", 3, "minus_cont",
+              ("-content", "minus_cont", "temp_stop")),
+    Condition("icl-stopword", frozenset({_S}), "- STOP", 3, "minus_stop",
+              ("-stopword", "minus_stop", "temp_cont")),
+    Condition("icl-template", frozenset({_T}), "- TEMP", 3, "minus_temp",
+              ("-template", "minus_temp", "cont_stop")),
+    Condition("none", frozenset(KINDS), "all hidden (labels only)", 0, "only_label",
+              ("only_label",)),
 )
-#: paper-spec §6 code names and Table 15 names → our names.
-ALIASES: dict[str, str] = {
-    "standard": "icl", "minus_temp": "-template", "minus_stop": "-stopword",
-    "minus_cont": "-content", "only_temp": "+template", "only_stop": "+stopword",
-    "only_cont": "+content", "only_label": "none", "zero-shot": ZERO_SHOT,
-    "temp": "+template", "stop": "+stopword", "cont": "+content",
-    "temp_cont": "-stopword", "cont_stop": "-template", "temp_stop": "-content",
-}
-
-
-#: Our names → paper-spec §6 code names.
-SPEC_NAMES: dict[str, str] = {
-    "zero_shot": "zero_shot", "+content": "only_cont", "+stopword": "only_stop",
-    "+template": "only_temp", "icl": "standard", "-content": "minus_cont",
-    "-stopword": "minus_stop", "-template": "minus_temp", "none": "only_label",
-}
+_BY_NAME = {c.name: c for c in REGISTRY}
+#: Paper layout: Table 2 rows, then Table 3 rows, then the diagnostic.
+PAPER_ORDER: tuple[str, ...] = tuple(c.name for c in REGISTRY)
+#: Masked conditions → hidden kinds.
+CONDITIONS: dict[str, frozenset[str]] = {c.name: c.hidden for c in REGISTRY
+                                         if c.hidden is not None}
+#: Alias → canonical name.
+ALIASES: dict[str, str] = {a: c.name for c in REGISTRY for a in c.aliases}
+#: Canonical name → paper-spec code name.
+SPEC_NAMES: dict[str, str] = {c.name: c.spec for c in REGISTRY}
+#: Canonical name → the paper's row label.
+CONDITION_LABELS: dict[str, str] = {c.name: c.label for c in REGISTRY}
+#: Rows whose Δ is taken against Zero-shot (Table 2 and the diagnostic).
+TABLE2_CONDITIONS: tuple[str, ...] = tuple(c.name for c in REGISTRY if c.table in (0, 2))
 
 
 def resolve_condition(name: str) -> str:
-    """Canonical condition name (accepts paper-spec aliases); clear error if unknown."""
+    """Canonical condition name (accepts the aliases); clear error if unknown."""
     name = ALIASES.get(name, name)
-    if name == ZERO_SHOT or name in CONDITIONS:
+    if name in _BY_NAME:
         return name
     raise ValueError(
-        f"unknown condition {name!r}; choose from {list(PAPER_ORDER)} (or the aliases "
+        f"unknown condition {name!r}; choose from {list(PAPER_ORDER)} (aliases: "
         f"{sorted(ALIASES)})."
     )
 
 
 def parse_conditions(spec: str | Sequence[str]) -> list[str]:
     """``"all"`` or a comma-separated list / sequence of names → canonical, de-duplicated."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = spec.split(",") if isinstance(spec, str) else [str(s) for s in spec]
     items = [s.strip() for s in items if s.strip()]
     if items == ["all"]:
         return list(PAPER_ORDER)
     if not items:
-        raise ValueError("no conditions given; use 'all' or e.g. 'icl,-template'.")
+        raise ValueError("no conditions given; use 'all' or e.g. 'icl,icl-template'.")
     out: list[str] = []
     for s in items:
         c = resolve_condition(s)
@@ -118,205 +144,86 @@ def parse_conditions(spec: str | Sequence[str]) -> list[str]:
 def hidden_categories(condition_or_hidden: str | Iterable[str]) -> frozenset[str]:
     """Hidden demonstration kinds for a named condition, or a validated custom set."""
     if isinstance(condition_or_hidden, str):
-        c = resolve_condition(condition_or_hidden)
-        if c == ZERO_SHOT:
+        c = _BY_NAME[resolve_condition(condition_or_hidden)]
+        if c.hidden is None:
             raise ValueError("zero_shot is a separate prompt, not a mask over the ICL prompt.")
-        return CONDITIONS[c]
-    hidden = frozenset(condition_or_hidden)
-    bad = sorted(hidden - set(KINDS))
-    if bad:
-        hint = " (always visible)" if set(bad) & set(ALWAYS_VISIBLE) else ""
-        raise ValueError(
-            f"cannot hide categories {bad}{hint}; a hidden set takes only {list(KINDS)}. "
-            f"Known categories: {list(CATEGORIES)}. Use hide_bos=True to hide BOS."
-        )
-    return hidden
+        return c.hidden
+    return check_kinds(condition_or_hidden)
 
 
-def key_hidden(
-    codes: np.ndarray, hidden: frozenset[str], *, hide_bos: bool = False
-) -> np.ndarray:
-    """Which positions are hidden keys under ``hidden`` (the key rule in the module docstring)."""
-    keep = 0
-    for c in ALWAYS_VISIBLE:
-        if not (c == "bos" and hide_bos):
-            keep |= BITS[c]
-    kinds = sum(BITS[k] for k in KINDS)
-    hidden_bits = sum(BITS[k] for k in hidden)
-    has_kind = (codes & kinds) != 0
-    all_hidden = (codes & kinds & ~hidden_bits) == 0
-    out = has_kind & all_hidden & ((codes & keep) == 0)
-    if hide_bos:
-        out |= (codes & BITS["bos"]) != 0
-    return out
+def _queries(query_scope: str) -> Sel:
+    if query_scope == "test":
+        return Sel.test()
+    if query_scope == "last":
+        return Sel.last() | Sel.generated()
+    raise ValueError(f"unknown query_scope {query_scope!r}; use 'test' or 'last'.")
 
 
-@dataclass(frozen=True)
-class Knockout:
-    """A knockout over one prompt: which queries may not see which keys.
-
-    The mask is ``query[:, None] & key[None, :]`` (every E1 mask has this form) unless
-    ``pairs`` is given. Positions past the prompt (generated tokens) are queries when
-    ``query_generated`` and never hidden keys.
-
-    Attributes:
-        query: Bool ``[pos]``: restricted query positions.
-        key: Bool ``[pos]``: hidden key positions.
-        pairs: Optional explicit Bool ``[pos, pos]`` mask (overrides ``query``/``key``).
-        query_generated: Generated tokens are restricted queries too (the paper's rule).
-        name: Condition name for logs.
-    """
-
-    query: np.ndarray
-    key: np.ndarray
-    pairs: np.ndarray | None = None
-    query_generated: bool = True
-    name: str = "custom"
-
-    @property
-    def n(self) -> int:
-        return len(self.key)
-
-    @property
-    def is_empty(self) -> bool:
-        if self.pairs is not None:
-            return not bool(self.pairs.any())
-        return not (bool(self.query.any()) or self.query_generated) or not bool(self.key.any())
-
-    @property
-    def first_query(self) -> int | None:
-        """The earliest restricted query position (``None`` if no prompt position is restricted).
-
-        A cached demonstration prefix is only valid when this lies inside the test example.
-        """
-        q = self.query_positions()
-        return int(q[0]) if len(q) else None
-
-    def dense(self, total: int | None = None) -> Bool[Tensor, "q k"]:
-        """The ``[total, total]`` boolean mask (True = blocked), extended to generated tokens."""
-        n = self.n
-        total = n if total is None else total
-        if total < n:
-            raise ValueError(f"mask for {n} positions asked for only {total}.")
-        if self.pairs is not None:
-            m = np.zeros((total, total), dtype=bool)
-            m[:n, :n] = self.pairs
-            return torch.from_numpy(m)
-        q = np.zeros(total, dtype=bool)
-        q[:n] = self.query
-        q[n:] = self.query_generated
-        k = np.zeros(total, dtype=bool)
-        k[:n] = self.key
-        return torch.from_numpy(np.outer(q, k))
-
-    def rows(self, q_positions: Sequence[int] | np.ndarray, total: int) -> Bool[Tensor, "q k"]:
-        """Mask rows for the given absolute query positions over ``total`` keys."""
-        qpos = np.asarray(q_positions)
-        if self.pairs is not None:
-            return self.dense(total)[torch.as_tensor(qpos)]
-        q = np.where(qpos < self.n, self.query[np.minimum(qpos, self.n - 1)], self.query_generated)
-        k = np.zeros(total, dtype=bool)
-        k[: self.n] = self.key
-        return torch.from_numpy(np.outer(q, k))
-
-    def query_positions(self) -> np.ndarray:
-        """Absolute positions of restricted queries inside the prompt."""
-        q = self.pairs.any(axis=1) if self.pairs is not None else self.query
-        return np.flatnonzero(q)
-
-    def validate(self) -> "Knockout":
-        """Raise if a query is blocked from itself (which could leave a row fully masked)."""
-        m = self.dense().numpy()
-        # A query that keeps its own position always has a visible key, so this one check
-        # also rules out fully masked rows (a softmax over -inf).
-        if np.any(np.diag(m)):
-            i = int(np.flatnonzero(np.diag(m))[0])
-            raise ValueError(f"knockout blocks query {i} from itself; never hide a query's own "
-                             "position (its softmax row could be left with nothing).")
-        return self
-
-
-def condition_knockout(
-    tp: TokenizedPrompt,
+def knockout_for(
     condition: str | Iterable[str],
     *,
     hide_bos: bool = False,
     query_scope: str = "test",
+    layers: Iterable[int] | None = None,
+    heads: Iterable[int] | None = None,
+    mode: str = "scores",
 ) -> Knockout:
-    """The knockout of a named condition (or custom hidden set) on one categorized prompt.
+    """The knockout of a named condition (or a custom set of hidden kinds), as blocks.
 
     Args:
-        tp: The categorized ICL prompt.
-        condition: A name from :data:`CONDITIONS` (or alias) or an iterable of kinds to hide.
+        condition: A name from :data:`PAPER_ORDER` (or an alias) other than ``zero_shot``, or an
+            iterable of kinds to hide.
         hide_bos: Also hide BOS (paper Appendix B accident; a sensitivity check).
         query_scope: ``"test"`` (every test token and generated token; the paper's rule) or
             ``"last"`` (only the final prompt token and generated tokens; a diagnostic).
+        layers, heads: Restrict the knockout to these layers / query heads (default: all).
+        mode: ``"scores"`` or ``"pattern"``.
+
+    Returns:
+        A :class:`Knockout` (no blocks for ``icl`` without ``hide_bos``).
     """
     hidden = hidden_categories(condition)
-    name = condition if isinstance(condition, str) else "hide:" + "+".join(sorted(hidden))
-    key = key_hidden(tp.codes, hidden, hide_bos=hide_bos)
-    if query_scope == "test":
-        query = tp.is_test.copy()
-    elif query_scope == "last":
-        query = np.zeros(len(tp), dtype=bool)
-        query[-1] = True
-    else:
-        raise ValueError(f"unknown query_scope {query_scope!r}; use 'test' or 'last'.")
-    return Knockout(query=query, key=key, name=str(name))
+    name = (resolve_condition(condition) if isinstance(condition, str)
+            else "hide:" + "+".join(sorted(hidden)))
+    keys = Sel.hidden_kinds(hidden, hide_bos=hide_bos)
+    blocks: tuple[Block, ...] = ()
+    if hidden or hide_bos:
+        lay = None if layers is None else tuple(layers)
+        hd = None if heads is None else tuple(heads)
+        blocks = (Block(_queries(query_scope), keys, lay, hd),)
+    return Knockout(blocks, name=name, mode=mode)
 
 
-def _is_bool_selection(sel: object) -> bool:
-    return isinstance(sel, np.ndarray) or (
-        isinstance(sel, (list, tuple)) and bool(sel) and isinstance(sel[0], (bool, np.bool_)))
+def condition_knockout(
+    item: SelectionTarget, condition: str | Iterable[str], **kw: object
+) -> ResolvedKnockout:
+    """:func:`knockout_for` evaluated on one categorized prompt or item (for pictures, checks).
 
-
-def _positions(tp: TokenizedPrompt, sel: Iterable[str] | np.ndarray | None, default: np.ndarray
-               ) -> np.ndarray:
-    if sel is None:
-        return default
-    if _is_bool_selection(sel):
-        arr = np.asarray(sel, dtype=bool)
-        if arr.shape != (len(tp),):
-            raise ValueError(f"position selection has shape {arr.shape}; expected ({len(tp)},).")
-        return arr
-    names = list(sel)  # category names: tokens carrying any of them
-    bad = sorted(set(names) - set(CATEGORIES))
-    if bad:
-        raise ValueError(f"unknown categories {bad}; known: {list(CATEGORIES)}.")
-    out = np.zeros(len(tp), dtype=bool)
-    for n in names:
-        out |= tp.has(n)
-    return out
+    ``condition_knockout(tp, "+template").dense()`` is the ``[q, k]`` mask (True = blocked).
+    """
+    return knockout_for(condition, **kw).resolve(item)  # type: ignore[arg-type]
 
 
 def custom_knockout(
-    tp: TokenizedPrompt,
     *,
     hidden: Iterable[str] | None = None,
-    queries: Iterable[str] | np.ndarray | None = None,
-    keys: Iterable[str] | np.ndarray | None = None,
-    demo_keys_only: bool = True,
-    query_generated: bool = True,
+    queries: Sel | None = None,
+    keys: Sel | None = None,
     hide_bos: bool = False,
+    layers: Iterable[int] | None = None,
+    heads: Iterable[int] | None = None,
+    mode: str = "scores",
     name: str = "custom",
 ) -> Knockout:
-    """A knockout with any hidden set and any query/key selection.
+    """One block: ``queries`` (default: the test example + generated tokens) may not see the keys
+    hidden by the key rule for ``hidden`` kinds, OR-ed with ``keys``.
 
-    Args:
-        hidden: Kinds to hide under the standard key rule (default: none).
-        queries: Restricted queries: category names (tokens with any of them) or a Bool
-            ``[pos]`` array. Default: the test tokens. Demonstration queries make the mask
-            *demonstration-internal* (not valid for the cached engine).
-        keys: Extra hidden keys: category names or a Bool ``[pos]`` array, OR-ed with the
-            ``hidden`` rule. With category names and ``demo_keys_only``, only demonstration
-            tokens are taken.
-        query_generated: Whether generated tokens are restricted too.
-        hide_bos: Hide BOS as well.
+    A demonstration-internal block (queries inside the demonstrations) changes demonstration
+    representations; the cached engine then caches the prefix computed under it.
     """
-    key = key_hidden(tp.codes, hidden_categories(hidden or ()), hide_bos=hide_bos)
-    extra = _positions(tp, keys, np.zeros(len(tp), dtype=bool))
-    if keys is not None and not _is_bool_selection(keys) and demo_keys_only:
-        extra &= tp.demo >= 0
-    query = _positions(tp, queries, tp.is_test.copy())
-    return Knockout(query=query, key=key | extra, query_generated=query_generated,
-                    name=name).validate()
+    key = Sel.hidden_kinds(hidden or (), hide_bos=hide_bos)
+    if keys is not None:
+        key = key | keys
+    q = Sel.test() if queries is None else queries
+    return Knockout((Block(q, key, None if layers is None else tuple(layers),
+                           None if heads is None else tuple(heads)),), name=name, mode=mode)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
+import torch
 from jaxtyping import Bool
 
 from .selection import Sel, SelectionTarget
@@ -63,7 +64,8 @@ class Block:
 
     Attributes:
         queries: The restricted query positions (may include generated tokens).
-        keys: The hidden key positions (prompt positions only).
+        keys: The hidden key positions. Keys are always prompt positions: a generated token is
+            never hidden (so ``~Sel.category("test")`` as keys means the non-test prompt tokens).
         layers: Layers where the block applies (``None``: all; negatives count from the end).
         heads: Query heads where it applies (``None``: all).
     """
@@ -81,9 +83,6 @@ class Block:
                 if not v:
                     raise ValueError(f"Block {name} is empty; pass None for all {name}.")
                 object.__setattr__(self, name, v)
-        if self.keys.includes_generated():
-            raise ValueError("a block's keys cannot include generated tokens; select prompt "
-                             "positions only.")
 
     def describe(self) -> str:
         lay = "all layers" if self.layers is None else f"layers {list(self.layers)}"
@@ -200,6 +199,47 @@ class ResolvedKnockout:
                     "own position (its softmax row could be left with nothing).")
         return self
 
+    @property
+    def key(self) -> Bool[np.ndarray, "n"]:
+        """Keys hidden by any block (in some layer)."""
+        out = np.zeros(self.n, dtype=bool)
+        for b in self.blocks:
+            out |= b.key
+        return out
+
+    @property
+    def query(self) -> Bool[np.ndarray, "n"]:
+        """Prompt queries restricted by any block."""
+        out = np.zeros(self.n, dtype=bool)
+        for b in self.blocks:
+            out |= b.query
+        return out
+
+    @property
+    def query_generated(self) -> bool:
+        """Whether any block restricts generated tokens."""
+        return any(b.query_generated for b in self.blocks)
+
+    def dense(self, total: int | None = None) -> Bool[torch.Tensor, "q k"]:
+        """The ``[total, total]`` mask, True where a pair is blocked in some layer and head.
+
+        Generated positions (``>= n``) are queries as the blocks say, never hidden keys. Use it
+        for pictures and for :func:`~icl_tokens.ablation.hooks.attention_knockout`; the engine
+        builds exact per-layer masks instead.
+        """
+        total = self.n if total is None else int(total)
+        if total < self.n:
+            raise ValueError(f"mask for {self.n} positions asked for only {total}.")
+        pos = np.arange(total)
+        m = np.zeros((total, total), dtype=bool)
+        for b in self.blocks:
+            m |= np.outer(b.query_rows(pos, self.n), b.key_cols(pos, self.n))
+        return torch.from_numpy(m)
+
+    def query_positions(self) -> np.ndarray:
+        """Prompt positions restricted by any block."""
+        return np.flatnonzero(self.query)
+
     def first_query(self) -> int | None:
         """The earliest restricted prompt query (None if only generated tokens are restricted)."""
         firsts = [int(np.flatnonzero(b.query)[0]) for b in self.blocks if b.query.any()]
@@ -209,8 +249,9 @@ class ResolvedKnockout:
         """The blocks active in each layer (layers without any block are left out)."""
         out: dict[int, list[ResolvedBlock]] = {}
         for b in self.blocks:
-            for layer in (range(n_layers) if b.layers is None else b.layers):
-                out.setdefault(int(layer) % n_layers, []).append(b)
+            layers = check_index_list("layer", b.layers, n_layers)
+            for layer in (range(n_layers) if layers is None else layers):
+                out.setdefault(layer, []).append(b)
         return out
 
     def masks(self, q_pos: np.ndarray, k_pos: np.ndarray, n_layers: int, n_heads: int
@@ -245,7 +286,7 @@ class ResolvedKnockout:
             elif b.heads is None:
                 m |= pair[None]
             else:
-                m[list(b.heads)] |= pair[None]
+                m[list(check_index_list("head", b.heads, n_heads))] |= pair[None]
         return m
 
     def prefix_signature(self, prefix_len: int, n_layers: int, n_heads: int) -> str | None:
@@ -254,8 +295,9 @@ class ResolvedKnockout:
         ``None`` when it blocks nothing there (the plain prefix cache is valid). Two knockouts
         with the same signature compute the same prefix, whatever blocks expressed them.
         """
-        if prefix_len in self._sig:
-            return self._sig[prefix_len]
+        key = (prefix_len, n_layers, n_heads)
+        if key in self._sig:
+            return self._sig[key]
         pos = np.arange(prefix_len)
         masks = self.masks(pos, pos, n_layers, n_heads)
         sig = None
@@ -263,8 +305,10 @@ class ResolvedKnockout:
             h = hashlib.sha1(self.mode.encode())
             for layer in sorted(masks):
                 m = masks[layer]
+                if m.ndim == 3 and (m == m[:1]).all():
+                    m = m[0]  # every head the same: the same as an all-heads mask
                 h.update(f"|{layer}:{m.shape}".encode())
                 h.update(np.packbits(m).tobytes())
             sig = h.hexdigest()
-        self._sig[prefix_len] = sig
+        self._sig[key] = sig
         return sig

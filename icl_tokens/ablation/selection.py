@@ -26,7 +26,7 @@ from jaxtyping import Bool
 
 from ..categorize import BITS, CATEGORIES
 
-__all__ = ["Sel", "SelectionTarget", "KINDS", "ALWAYS_VISIBLE", "PARTS", "key_rule"]
+__all__ = ["Sel", "SelectionTarget", "KINDS", "ALWAYS_VISIBLE", "PARTS", "key_rule", "check_kinds"]
 
 KINDS: tuple[str, ...] = ("template", "stopword", "content")
 ALWAYS_VISIBLE: tuple[str, ...] = ("bos", "instruction", "label", "test")
@@ -66,7 +66,8 @@ def key_rule(codes: np.ndarray, hidden: Iterable[str], *, hide_bos: bool = False
     return out
 
 
-def _check_kinds(kinds: Iterable[str]) -> frozenset[str]:
+def check_kinds(kinds: Iterable[str]) -> frozenset[str]:
+    """Validate a set of hidden kinds (only template, stopword, content may be hidden)."""
     kinds = frozenset(kinds)
     bad = sorted(kinds - set(KINDS))
     if bad:
@@ -101,11 +102,13 @@ class Sel:
 
     @classmethod
     def category(cls, *names: str) -> "Sel":
-        """Tokens carrying any of the categories ``names`` (:data:`~icl_tokens.categorize.CATEGORIES`)."""
+        """Tokens carrying any of the categories ``names`` (see ``categorize.CATEGORIES``)."""
+        if not names:
+            raise ValueError(f"Sel.category needs at least one of {list(CATEGORIES)}.")
         bad = sorted(set(names) - set(CATEGORIES))
-        if bad or not names:
-            raise ValueError(f"unknown categories {bad or list(names)}; known: {list(CATEGORIES)}.")
-        return cls("cat", tuple(names))
+        if bad:
+            raise ValueError(f"unknown categories {bad}; known: {list(CATEGORIES)}.")
+        return cls("cat", (tuple(names),))
 
     @classmethod
     def role(cls, *patterns: str) -> "Sel":
@@ -116,14 +119,14 @@ class Sel:
         """
         if not patterns:
             raise ValueError("Sel.role needs at least one pattern, e.g. 'demo_*.t_out.colon'.")
-        return cls("role", tuple(patterns))
+        return cls("role", (tuple(patterns),))
 
     @classmethod
     def demo(cls, *indices: int) -> "Sel":
         """Tokens of the demonstrations with these 0-based indices."""
         if not indices:
             raise ValueError("Sel.demo needs at least one demonstration index.")
-        return cls("demo", tuple(int(i) for i in indices))
+        return cls("demo", (tuple(int(i) for i in indices),))
 
     @classmethod
     def part(cls, name: str) -> "Sel":
@@ -136,6 +139,11 @@ class Sel:
     def positions(cls, positions: Iterable[int] | np.ndarray) -> "Sel":
         """Explicit positions: a list of indices or a Bool ``[pos]`` array."""
         arr = np.asarray(list(positions) if not isinstance(positions, np.ndarray) else positions)
+        if arr.size and arr.dtype != bool:
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"positions must be integer indices or a bool mask, got dtype "
+                                 f"{arr.dtype}.")
+            arr = arr.astype(np.int64)
         return cls("pos", (arr.tobytes(), arr.dtype.str, arr.shape))
 
     @classmethod
@@ -157,7 +165,7 @@ class Sel:
     @classmethod
     def hidden_kinds(cls, kinds: Iterable[str], *, hide_bos: bool = False) -> "Sel":
         """Positions hidden by the paper's key rule when ``kinds`` are hidden (:func:`key_rule`)."""
-        return cls("hidden", (tuple(sorted(_check_kinds(kinds))), bool(hide_bos)))
+        return cls("hidden", (tuple(sorted(check_kinds(kinds))), bool(hide_bos)))
 
     # ------------------------------------------------------------------ algebra
     def __and__(self, other: "Sel") -> "Sel":
@@ -184,6 +192,9 @@ class Sel:
         if op == "hidden":
             return key_rule(np.asarray(item.codes), a[0], hide_bos=a[1])
         if op == "role":
+            if len(item.roles) != n or (n and not any(item.roles)):
+                raise ValueError("this item has no token roles (e.g. a hand-written prompt "
+                                 "without pieces); select by position or category instead.")
             pats = a[0]
             return np.array([any(fnmatch.fnmatchcase(r, p) for r in roles for p in pats)
                              for roles in item.roles], dtype=bool).reshape(n)
@@ -245,8 +256,10 @@ class Sel:
             return f"hidden_kinds({','.join(a[0])}{', hide_bos' if a[1] else ''})"
         names = {"all": "everything", "none": "nothing", "gen": "generated", "last": "last",
                  "cat": "category", "role": "role", "demo": "demo", "part": "part"}
-        inner = ",".join(str(x) for x in a[0]) if a else ""
-        return f"{names[op]}({inner})" if op in ("cat", "role", "demo", "part") else f"{names[op]}()"
+        inner = a[0] if op == "part" else ",".join(str(x) for x in a[0]) if a else ""
+        if op in ("cat", "role", "demo", "part"):
+            return f"{names[op]}({inner})"
+        return f"{names[op]}()"
 
     def __repr__(self) -> str:
         return f"Sel<{self.describe()}>"

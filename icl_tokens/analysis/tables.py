@@ -1,0 +1,221 @@
+"""Paper-layout tables from tidy result rows: accuracy per seed, mean ± std, Δ columns, checks.
+
+Every function reads the tidy rows an experiment writes (one row per model, task, seed, example
+and condition), so every experiment gets the same tables. Printed tables name the data they ran
+on (:func:`format_accuracy_table`'s ``data_note``): the StaICC SST-2 fallback, for one, is not
+the paper's evaluation set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..ablation.conditions import CONDITION_LABELS, CONDITIONS, PAPER_ORDER, TABLE2_CONDITIONS
+from ..categorize import BITS
+
+__all__ = [
+    "accuracy_by_seed",
+    "accuracy_table",
+    "format_accuracy_table",
+    "paper_layout",
+    "task_means",
+    "paired_se",
+    "pattern_checks",
+    "hidden_counts",
+    "validity_table",
+]
+
+
+def accuracy_by_seed(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
+    """Accuracy (%) per (model, task, condition, seed)."""
+    g = df.groupby(["model", "task", "condition", "seed"], sort=False)[metric]
+    out = g.mean().mul(100).rename("accuracy").reset_index()
+    out["n"] = g.size().values
+    return out
+
+
+def accuracy_table(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
+    """Mean and std (over seeds) of accuracy per (model, task, condition), paper row order."""
+    per_seed = accuracy_by_seed(df, metric)
+    g = per_seed.groupby(["model", "task", "condition"], sort=False)["accuracy"]
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0),
+                        "n_seeds": g.size()}).reset_index()
+    order = {c: i for i, c in enumerate(PAPER_ORDER)}
+    task_order = {t: i for i, t in enumerate(dict.fromkeys(df["task"]))}  # as first seen
+    out["_o"] = out["condition"].map(lambda c: order.get(c, len(order)))
+    out["_t"] = out["task"].map(task_order)
+    return (out.sort_values(["model", "_t", "_o"], kind="stable").drop(columns=["_o", "_t"])
+            .reset_index(drop=True))
+
+
+def format_accuracy_table(
+    table: pd.DataFrame, paper: pd.DataFrame | None = None, paper_label: str = "paper",
+    data_note: str | None = None,
+) -> str:
+    """Paper-layout text table: rows = conditions, columns = tasks, cells ``mean ± std``.
+
+    Args:
+        table: From :func:`accuracy_table` (one model).
+        paper: Optional conditions × tasks reference values shown in extra columns.
+        paper_label: Column label of the reference values.
+        data_note: What the rows ran on (data source, model, seeds); printed above the table.
+            Required in spirit whenever ``paper`` is given: the paper's numbers come from other
+            models and, for the StaICC fallback, another evaluation set.
+    """
+    tasks = list(dict.fromkeys(table["task"]))
+    order = list(PAPER_ORDER) + sorted(set(table["condition"]) - set(PAPER_ORDER))
+    conds = [c for c in order if c in set(table["condition"])]
+    header = ["condition"] + [f"{t} (ours)" for t in tasks]
+    if paper is not None:
+        header += [f"{t} ({paper_label})" for t in tasks if t in paper.columns]
+    lines = [header]
+    for c in conds:
+        cells = [CONDITION_LABELS.get(c, c)]
+        for t in tasks:
+            r = table[(table.task == t) & (table.condition == c)]
+            cells.append("" if r.empty else f"{r['mean'].iloc[0]:5.1f} ± {r['std'].iloc[0]:4.1f}")
+        if paper is not None:
+            for t in tasks:
+                if t in paper.columns:
+                    v = paper.loc[c, t] if c in paper.index else np.nan
+                    cells.append("" if pd.isna(v) else f"{v:5.1f}")
+        lines.append(cells)
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+    fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
+    rule = "  ".join("-" * w for w in widths)
+    caption = [f"data: {data_note}"] if data_note else []
+    return "\n".join(caption + [fmt(lines[0]), rule] + [fmt(r) for r in lines[1:]])
+
+
+def paper_layout(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Conditions × (task, ours/paper) with ``avg`` and ``Δ`` columns, as in Tables 2 and 3.
+
+    Args:
+        table: From :func:`accuracy_table` (one model).
+        paper: Conditions × tasks reference values
+            (:func:`icl_tokens.reference.paper_condition_table`), or None.
+
+    ``avg`` is the mean over the tasks present (the paper averages all six); ``Δ`` is the
+    difference of ``avg`` from Zero-shot for the Table 2 rows and from Standard ICL otherwise.
+    """
+    tasks = list(dict.fromkeys(table["task"]))
+    ours = table.pivot(index="condition", columns="task", values="mean")
+    conds = [c for c in PAPER_ORDER if c in ours.index]
+    sources = {"ours": ours.reindex(index=conds, columns=tasks)}
+    if paper is not None:
+        sources["paper"] = paper.reindex(index=conds, columns=tasks)
+    cols: dict[tuple[str, str], pd.Series] = {}
+    for t in tasks:
+        for who, src in sources.items():
+            cols[(t, who)] = src[t]
+    avgs = {who: src.mean(axis=1, skipna=False) for who, src in sources.items()}
+    for who, avg in avgs.items():
+        cols[("avg", who)] = avg
+    for who, avg in avgs.items():
+        delta = {}
+        for c in conds:
+            base = "zero_shot" if c in TABLE2_CONDITIONS else "icl"
+            delta[c] = (np.nan if c in ("zero_shot", "icl") or base not in avg.index
+                        else avg[c] - avg[base])
+        cols[("Δ", who)] = pd.Series(delta)
+    out = pd.DataFrame(cols)
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    out.index = [f"{CONDITION_LABELS[c]}  [{c}]" for c in conds]
+    return out
+
+
+def task_means(table: pd.DataFrame) -> pd.Series:
+    """Mean accuracy over tasks per condition, from :func:`accuracy_table`."""
+    return table.pivot(index="condition", columns="task", values="mean").mean(axis=1)
+
+
+def paired_se(results: pd.DataFrame, metric: str, a: str, b: str) -> float:
+    """Standard error (points) of the mean paired difference ``a − b`` over
+    (task, seed, example) rows of a results table."""
+    wide = results.pivot_table(index=["task", "seed", "example_id"], columns="condition",
+                               values=metric)
+    d = (wide[a] - wide[b]).to_numpy() * 100
+    return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+
+
+def pattern_checks(
+    avg: pd.Series,
+    results: pd.DataFrame | None = None,
+    metric: str | None = None,
+    tolerance: float = 2.5,
+) -> dict[str, str]:
+    """The paper's qualitative targets 1–2 (paper-spec §8) as 'holds'/'does not hold' lines.
+
+    Args:
+        avg: Accuracy per condition (e.g. :func:`task_means`, or the paper's per-condition means).
+        results: Per-example rows, to print the paired standard error of the ``-content`` and
+            ``-stopword`` differences (optional).
+        metric: The results column of ``avg`` (``correct`` or ``label_correct``).
+        tolerance: "Within about 2 points".
+    """
+    t, s, c = avg["+template"], avg["+stopword"], avg["+content"]
+    drops = {x: avg[x] - avg["icl"] for x in ("icl-content", "icl-stopword", "icl-template")}
+    largest = drops["icl-template"] < min(drops["icl-content"], drops["icl-stopword"])
+    out = {
+        "1. +template > +stopword > +content":
+            f"{'holds' if t > s > c else 'does not hold'} ({t:.1f} / {s:.1f} / {c:.1f})",
+        "2a. icl-template is the largest drop":
+            f"{'holds' if largest else 'does not hold'} (Δ {drops['icl-template']:+.1f} vs "
+            f"{drops['icl-content']:+.1f} / {drops['icl-stopword']:+.1f})",
+    }
+    for x, label in (("icl-content", "2b"), ("icl-stopword", "2c")):
+        se = ""
+        if results is not None and metric is not None:
+            se = f", SE {paired_se(results, metric, x, 'icl'):.1f}"
+        out[f"{label}. {x} within {tolerance} of Standard"] = (
+            f"{'holds' if abs(drops[x]) <= tolerance else 'does not hold'} (Δ {drops[x]:+.1f}{se})")
+    return out
+
+
+
+def hidden_counts(tp: Any, conditions: Sequence[str] | None = None, **kw: Any) -> pd.DataFrame:
+    """Per condition: how many demonstration tokens the test example cannot see, by kind.
+
+    Args:
+        tp: A categorized prompt (or item).
+        conditions: Masked condition names (default: every masked condition in paper order).
+        **kw: Passed to :func:`~icl_tokens.ablation.conditions.knockout_for` (``hide_bos``, ...).
+
+    Returns:
+        Rows = conditions; columns ``hidden demo tokens``, ``of which template``,
+        ``stopword``, ``content``, ``hidden newlines`` (template + stopword tokens).
+    """
+    from ..ablation.conditions import condition_knockout
+
+    conds = [c for c in (conditions or PAPER_ORDER) if c in CONDITIONS]
+    codes = np.asarray(tp.codes)
+    has = {k: (codes & BITS[k]) != 0 for k in ("template", "stopword", "content")}
+    rows = []
+    for c in conds:
+        key = condition_knockout(tp, c, **kw).key
+        rows.append({
+            "condition": c,
+            "hidden demo tokens": int(key.sum()),
+            "of which template": int((key & has["template"]).sum()),
+            "stopword": int((key & has["stopword"]).sum()),
+            "content": int((key & has["content"]).sum()),
+            "hidden newlines": int((key & has["template"] & has["stopword"]).sum()),
+        })
+    return pd.DataFrame(rows).set_index("condition")
+
+
+def validity_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per condition × task: the share of valid generations (the generated word is a label
+    word) and the gap ``acc_label − acc_gen`` (points), which invalid generations explain."""
+    tasks = list(dict.fromkeys(results["task"]))
+    order = [c for c in PAPER_ORDER if c in set(results["condition"])]
+    valid = (results.groupby(["task", "condition"], sort=False)["valid"].mean().mul(100)
+             .unstack("task").reindex(index=order, columns=tasks))
+    gen = accuracy_table(results).pivot(index="condition", columns="task", values="mean")
+    lab = accuracy_table(results, "label_correct").pivot(index="condition", columns="task",
+                                                         values="mean")
+    gap = (lab - gen).reindex(index=order, columns=tasks)
+    return pd.concat({"valid generations (%)": valid, "acc_label − acc_gen": gap}, axis=1)

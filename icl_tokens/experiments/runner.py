@@ -1,0 +1,252 @@
+"""The experiment runner every experiment (and the CLI) goes through.
+
+:func:`run_experiment` takes a config, a function that turns one episode into scoring items,
+and an output path. It validates everything before it creates any output (task, data, device,
+model, layers and heads), opens the resumable :class:`~icl_tokens.results.ResultsFile` (locked,
+keyed by the run's full identity: arguments, the task definition's content hash, the data
+source, device and dtype), skips the rows already written, scores the rest on the chosen engine
+in chunks, and appends tidy rows as they are computed. The sidecar records the model info and
+package versions of every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from ..data import TaskData, load_task_data
+from ..engine.items import Item, LabelSet
+from ..engine.prefix_cache import PrefixCache
+from ..engine.scoring import RowResult, score_items
+from ..episodes import Episode, sample_episode
+from ..results import ResultsFile
+from ..tasks import TaskSpec, load_task
+
+__all__ = ["RunContext", "run_experiment", "result_columns", "task_hash", "sliding_window",
+           "result_row", "data_note"]
+
+BASE_COLUMNS = ("model", "task", "seed", "k", "example_id", "condition", "gold", "prediction",
+                "correct", "valid", "continuation", "label_prediction", "label_correct")
+
+
+@dataclass
+class RunContext:
+    """What an item builder gets: the task, its data, the tokenizer and the shared label ids."""
+
+    task: TaskSpec
+    data: TaskData
+    tokenizer: Any
+    labels: LabelSet
+    model: Any
+
+
+def result_columns(task: TaskSpec, extra: Sequence[str] = ()) -> list[str]:
+    """CSV columns: one row per (model, task, seed, example_id, condition)."""
+    return (list(BASE_COLUMNS) + [f"score_{w}" for w in task.label_words] + ["n_tokens"]
+            + list(extra))
+
+
+def task_hash(task: TaskSpec) -> str:
+    """sha256 of the task definition's content (so an edited task file is a different run)."""
+    blob = json.dumps(task.to_dict(), sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def data_note(data: TaskData, model: str | None = None, seeds: Sequence[int] = (),
+              n_test: int | None = None) -> str:
+    """One line naming the data a table ran on (and the model, seeds, examples)."""
+    parts = [f"{data.task} from {data.source} ({data.location})"]
+    if data.source == "staicc" and data.task == "sst2":
+        parts.append("StaICC SST-2 is GLUE phrase-level train data, not the paper's sentence-level "
+                     "test set")
+    if model:
+        parts.append(f"model {model}")
+    if seeds:
+        parts.append(f"seeds {','.join(str(s) for s in seeds)}")
+    if n_test:
+        parts.append(f"{n_test} examples per seed")
+    return "; ".join(parts)
+
+
+def sliding_window(model: Any) -> int | None:
+    """The sliding-window size of a model with local-attention layers (Gemma-3), else None."""
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None) or []
+    return int(window) if window and "sliding_attention" in layer_types else None
+
+
+def result_row(cfg: Any, task: TaskSpec, r: RowResult, extra: Sequence[str] = ()
+               ) -> dict[str, Any]:
+    """One tidy row from a scored item (``item.meta`` supplies seed and the extra columns)."""
+    pred = r.prediction(cfg.scoring)
+    meta = r.item.meta
+    row: dict[str, Any] = {
+        "model": cfg.model, "task": task.name, "seed": meta["seed"], "k": meta.get("k", cfg.k),
+        "example_id": r.example_id, "condition": r.condition, "gold": r.gold,
+        "prediction": pred, "correct": int(pred == r.gold),
+        "valid": int(pred in task.label_words),
+        "continuation": (r.continuation or "") if cfg.scoring == "generate" else "",
+        "label_prediction": r.label_prediction, "label_correct": int(r.label_correct),
+        "n_tokens": r.n_tokens,
+    }
+    for w in task.label_words:
+        row[f"score_{w}"] = f"{r.label_scores[w]:.6f}"
+    for c in extra:
+        row[c] = meta[c]
+    return row
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="rows", unit="row", file=sys.stderr)
+
+
+def _identity(cfg: Any, task: TaskSpec, data: TaskData, device: str) -> dict[str, Any]:
+    return {**cfg.identity(), "task_sha256": task_hash(task),
+            "resolved_data_source": data.source, "data_location": data.location,
+            "device": device}
+
+
+def run_experiment(
+    cfg: Any,
+    build_items: Callable[[RunContext, Episode], list[Item]],
+    conditions: Sequence[str],
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    meta: dict[str, Any] | None = None,
+    extra_columns: Sequence[str] = (),
+    validate_model: Callable[[Any], None] | None = None,
+) -> pd.DataFrame:
+    """Run (or resume) an experiment and return its tidy rows.
+
+    Args:
+        cfg: The experiment's config dataclass: ``model``, ``task``, ``seeds``, ``k``,
+            ``n_test``, ``scoring``, ``engine``, ``batch_size``, ``chunk_examples``, ``dtype``,
+            ``device``, ``data_source`` and an ``identity()`` method.
+        build_items: One episode (a chunk of its test examples) → items, each with
+            ``meta["seed"]`` and a ``condition`` from ``conditions``.
+        conditions: Every condition a test example gets (the expected rows).
+        model, tokenizer: A loaded bridge and its tokenizer (loaded from ``cfg.model`` if None).
+        out: CSV path; rows are appended as they are computed and a rerun resumes.
+        progress: Show a tqdm progress bar.
+        log: Where notes go (data source, resume state).
+        meta: Extra provenance for the sidecar.
+        extra_columns: Columns taken from ``item.meta`` (e.g. removed-token counts).
+        validate_model: Extra checks against the loaded model (e.g. layers/heads in range),
+            run before any output is created.
+    """
+    import torch
+
+    from ..models import check_device, library_versions, load_model, load_tokenizer, model_info
+
+    task = load_task(cfg.task)
+    data = load_task_data(task, source=cfg.data_source)
+    log(f"data: {data.source} ({data.location}); {data.notes}")
+    episodes = [sample_episode(data, s, k=cfg.k, n_test=cfg.n_test) for s in cfg.seeds]
+    conditions = list(conditions)
+    expected = {(str(e.seed), t.id, c) for e in episodes for t in e.tests for c in conditions}
+    columns = result_columns(task, extra_columns)
+    if model is not None:
+        device = str(next(model.parameters()).device)
+    else:
+        device = check_device(cfg.device)
+    identity = _identity(cfg, task, data, device)
+    sidecar_meta = {**(meta or {}), "versions": library_versions(),
+                    "config": dataclasses.asdict(cfg)}
+    store: ResultsFile | None = None
+    if out is not None and Path(out).exists():  # resume: nothing is created
+        store = ResultsFile(out, columns, identity, sidecar_meta, expected_keys=expected)
+        for n in store.notes:
+            log(f"{store.path}: {n}")
+        if expected <= store.done:
+            log(f"{store.path}: complete ({len(store.done)} rows); nothing to do")
+            store.close()
+            df = _read_rows(out, columns)
+            df.attrs["data"] = data_note(data, cfg.model, cfg.seeds, cfg.n_test)
+            return df
+    try:
+        if model is None or tokenizer is None:
+            model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype))
+            tokenizer = load_tokenizer(cfg.model)
+        if validate_model is not None:
+            validate_model(model)
+        if out is not None and store is None:
+            store = ResultsFile(out, columns, identity, sidecar_meta, expected_keys=expected)
+        if store is not None:
+            store.update_meta({"model_info": model_info(model)})
+            if store.done:
+                log(f"{store.path}: resuming, {len(store.done)} of {len(expected)} rows done")
+        rows = _score_all(cfg, task, data, episodes, conditions, model, tokenizer, build_items,
+                          store, progress, log, extra_columns, len(expected))
+    except BaseException:
+        if store is not None:
+            store.discard_if_empty()
+        raise
+    finally:
+        if store is not None:
+            store.close()
+    df = _read_rows(out, columns) if out is not None else pd.DataFrame(rows, columns=columns)
+    df.attrs["data"] = data_note(data, cfg.model, cfg.seeds, cfg.n_test)
+    return df
+
+
+def _read_rows(out: str | Path, columns: list[str]) -> pd.DataFrame:
+    return pd.read_csv(out, dtype={"example_id": str, "gold": str, "prediction": str,
+                                   "label_prediction": str, "continuation": str},
+                       keep_default_na=False)
+
+
+def _score_all(cfg: Any, task: TaskSpec, data: TaskData, episodes: list[Episode],
+               conditions: list[str], model: Any, tokenizer: Any,
+               build_items: Callable[[RunContext, Episode], list[Item]],
+               store: ResultsFile | None, progress: bool, log: Callable[[str], None],
+               extra: Sequence[str], total: int) -> list[dict[str, Any]]:
+    ctx = RunContext(task, data, tokenizer, LabelSet.for_task(task, tokenizer), model)
+    window = sliding_window(model)
+    long_prompts = 0
+    rows: list[dict[str, Any]] = []
+    bar = _progress(total, len(store.done) if store else 0, progress)
+    try:
+        for ep in episodes:
+            tests = [t for t in ep.tests if store is None
+                     or not all(store.is_done(ep.seed, t.id, c) for c in conditions)]
+            prefix_cache = PrefixCache()
+            for s in range(0, len(tests), cfg.chunk_examples):
+                chunk = dataclasses.replace(ep, tests=tuple(tests[s : s + cfg.chunk_examples]))
+                items = build_items(ctx, chunk)
+                if window is not None:
+                    long_prompts += sum(len(it) > window for it in items)
+                if store is not None:
+                    items = [it for it in items
+                             if not store.is_done(ep.seed, it.example_id, it.condition)]
+                res = score_items(model, tokenizer, items, scoring=cfg.scoring,
+                                  engine=cfg.engine, batch_size=cfg.batch_size,
+                                  prefix_cache=prefix_cache,
+                                  progress=bar.update if bar else None)
+                new = [result_row(cfg, task, r, extra) for r in res]
+                if store is not None:
+                    store.append(new)
+                rows.extend(new)
+    finally:
+        if bar:
+            bar.close()
+    if long_prompts:
+        log(f"note: {long_prompts} scored prompts are longer than the model's sliding window "
+            f"({window} tokens): its local-attention layers already hide the farthest keys "
+            "(see the n_tokens column).")
+    return rows
