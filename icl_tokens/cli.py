@@ -267,9 +267,31 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--conditions -template`` → ``--conditions=-template``: argparse would take a value that
+    starts with ``-`` for an option; every part must be a known condition name."""
+    from .ablation.conditions import ALIASES, PAPER_ORDER
+
+    names = set(PAPER_ORDER) | set(ALIASES) | {"all"}
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if (a == "--conditions" and nxt is not None and nxt.startswith("-")
+                and all(p.strip() in names for p in nxt.split(",") if p.strip())):
+            out.append(f"{a}={nxt}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (errors print one clear line, exit 2)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_join_dash_values(argv))
     try:
         if args.command == "categorize":
             return _cmd_categorize(args)

@@ -109,9 +109,9 @@ def test_ablate_resume_after_interrupt_no_lost_or_duplicated_rows(
     ref = pd.read_csv(full, dtype={"example_id": str}, keep_default_na=False)
 
     # Interrupt (Ctrl-C) after the second chunk of rows was written.
-    import icl_tokens.experiments.representation as ex
+    import icl_tokens.experiments.runner as ex
 
-    real = ex.score_jobs
+    real = ex.score_items
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -120,7 +120,7 @@ def test_ablate_resume_after_interrupt_no_lost_or_duplicated_rows(
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(ex, "score_jobs", flaky)
+    monkeypatch.setattr(ex, "score_items", flaky)
     part = tmp_path / "part.csv"
     assert _ablate(tiny_dir, part, n_test="10") == 130
     partial_rows = len(pd.read_csv(part))
@@ -128,7 +128,7 @@ def test_ablate_resume_after_interrupt_no_lost_or_duplicated_rows(
     # A killed writer may also leave half a line behind.
     with part.open("a") as f:
         f.write("gemma,sst2,1,2,test:9,ic")
-    monkeypatch.setattr(ex, "score_jobs", real)
+    monkeypatch.setattr(ex, "score_items", real)
     assert _ablate(tiny_dir, part, n_test="10") == 0
     got = pd.read_csv(part, dtype={"example_id": str}, keep_default_na=False)
     key = ["seed", "example_id", "condition"]
@@ -136,7 +136,7 @@ def test_ablate_resume_after_interrupt_no_lost_or_duplicated_rows(
     pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
                                   ref.sort_values(key).reset_index(drop=True))
     # A finished run is not recomputed.
-    monkeypatch.setattr(ex, "score_jobs", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(ex, "score_items", lambda *a, **k: pytest.fail("recomputed"))
     assert _ablate(tiny_dir, part, n_test="10") == 0
 
 

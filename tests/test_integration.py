@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
+from icl_tokens.ablation import PAPER_ORDER, Block, Knockout, Sel, knockout_for
 from icl_tokens.data import load_task_data
+from icl_tokens.engine import LabelSet, PrefixCache, score_items
 from icl_tokens.episodes import sample_episode
-from icl_tokens.engine.scoring import make_jobs, score_jobs
-from icl_tokens.ablation.conditions import PAPER_ORDER
+from icl_tokens.experiments.representation import representation_items
 from icl_tokens.tasks import load_task
 
 pytestmark = pytest.mark.integration
@@ -22,6 +23,11 @@ def gemma():
 
     torch.set_grad_enabled(False)
     return load_model("gemma-3-270m"), load_tokenizer("gemma-3-270m")
+
+
+def make_jobs(task, tok, ep, conditions):
+    return representation_items(task, tok, LabelSet.for_task(task, tok), ep, conditions,
+                                knockout_for)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,7 @@ def test_knockout_visibly_works_on_the_real_model(gemma, sst2):
     accs = {}
     for seed in (0, 1):
         ep = sample_episode(data, seed, k=4, n_test=24)
-        res = score_jobs(model, tok, make_jobs(task, tok, ep, ["icl", "none"]),
+        res = score_items(model, tok, make_jobs(task, tok, ep, ["icl", "none"]),
                          scoring="generate", engine="cached")
         for r in res:
             accs.setdefault(r.condition, []).append(r.gen_correct)
@@ -51,8 +57,8 @@ def test_cached_equals_naive_on_gemma(gemma, sst2):
     task, data = sst2
     ep = sample_episode(data, 0, k=4, n_test=2)
     jobs = make_jobs(task, tok, ep, list(PAPER_ORDER))
-    naive = score_jobs(model, tok, jobs, engine="naive", batch_size=9)
-    cached = score_jobs(model, tok, jobs, engine="cached", batch_size=9)
+    naive = score_items(model, tok, jobs, engine="naive", batch_size=9)
+    cached = score_items(model, tok, jobs, engine="cached", batch_size=9)
     for a, b in zip(naive, cached):
         assert a.condition == b.condition and a.example_id == b.example_id
         assert max(abs(a.label_scores[w] - b.label_scores[w]) for w in a.label_scores) < 1e-4
@@ -71,9 +77,9 @@ def test_greedy_equals_hf_greedy_on_gemma(gemma, sst2):
                                               attn_implementation="eager").eval()
     ep = sample_episode(data, 0, k=4, n_test=2)
     jobs = make_jobs(task, tok, ep, ["icl", "zero_shot"])
-    res = score_jobs(model, tok, jobs, engine="cached", max_new_tokens=5)
+    res = score_items(model, tok, jobs, engine="cached", max_new_tokens=5)
     for job, r in zip(jobs, res):
-        ids = torch.tensor([job.tp.input_ids])
+        ids = torch.tensor([list(job.input_ids)])
         out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                           max_new_tokens=5)
         assert r.generated_ids == out[0, ids.shape[1]:].tolist()[: len(r.generated_ids)]
@@ -84,8 +90,8 @@ def test_label_words_single_token_on_gemma_for_sst2(gemma, sst2):
     task, data = sst2
     ep = sample_episode(data, 0, k=4, n_test=1)
     job = make_jobs(task, tok, ep, ["icl"])[0]
-    assert all(len(v) == 1 for v in job.labels.values())
-    assert job.tp.tokens[0] == "<bos>"
+    assert all(len(v) == 1 for v in job.labels.ids.values())
+    assert job.input_ids[0] == tok.bos_token_id
 
 
 def test_categorize_json_is_deterministic_on_gemma(tmp_path):
@@ -100,6 +106,27 @@ def test_categorize_json_is_deterministic_on_gemma(tmp_path):
     assert outs[0] == outs[1]
     first = json.loads(outs[0].decode().splitlines()[0])
     assert first["tokens"][0] == {"id": 2, "text": "<bos>", "start": 0, "end": 0,
-                                  "categories": ["bos"]}
+                                  "categories": ["bos"], "roles": ["bos"]}
     assert first["prompt"].endswith("\nAnswer:")
     assert set(first["labels"]) == {"World", "Sports", "Business", "Technology"}
+
+
+def test_demonstration_internal_block_cached_equals_naive_on_gemma(gemma, sst2):
+    """A composed knockout (aggregation block inside the demonstrations + a test condition) on
+    the real model: the cached engine computes the prefix under the block and agrees."""
+    model, tok = gemma
+    task, data = sst2
+    ep = sample_episode(data, 0, k=4, n_test=2)
+    agg = Knockout((Block(Sel.part("demo") & Sel.category("template", "stopword", "label"),
+                          Sel.part("demo") & Sel.category("content")
+                          & ~Sel.category("template", "stopword", "label")),), name="agg")
+    items = [it.with_knockout(agg if it.knockout is None else it.knockout | agg,
+                              f"agg|{it.condition}")
+             for it in make_jobs(task, tok, ep, ["icl", "+template", "icl-content"])]
+    cache = PrefixCache()
+    cached = score_items(model, tok, items, engine="cached", prefix_cache=cache)
+    naive = score_items(model, tok, items, engine="naive", batch_size=6)
+    assert len(cache) == 1
+    for a, b in zip(naive, cached):
+        assert max(abs(a.label_scores[w] - b.label_scores[w]) for w in a.label_scores) < 1e-4
+        assert a.generated_ids == b.generated_ids
