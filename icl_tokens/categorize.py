@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Iterable, Sequence
 
@@ -197,7 +197,6 @@ class TokenizedPrompt:
     demo: Int[np.ndarray, "pos"]
     tokens: list[str]
     stopword_variant: str = "paper"
-    meta: dict[str, Any] = field(default_factory=dict)
     roles: tuple[tuple[str, ...], ...] = ()
 
     def __len__(self) -> int:
@@ -241,12 +240,6 @@ class TokenizedPrompt:
         """Number of tokens before the first test-example token (the demo prefix)."""
         test = np.flatnonzero(self.is_test)
         return int(test[0]) if len(test) else len(self.input_ids)
-
-    @property
-    def clean_prefix_boundary(self) -> bool:
-        """Whether a token boundary falls exactly where the test example begins."""
-        p = self.prefix_len
-        return p < len(self.offsets) and self.offsets[p][0] >= self.prompt.test_start
 
     def counts(self) -> dict[str, int]:
         """Number of tokens per category (a token counts once in each of its categories)."""

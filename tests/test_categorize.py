@@ -694,7 +694,6 @@ def _check_invariants(tp, tok, is_gemma: bool) -> None:
     first = tp.prefix_len
     assert test[first:].all() and not test[:first].any()
     assert first < n
-    assert tp.clean_prefix_boundary
     assert tp.offsets[first][0] >= tp.prompt.test_start
     # test tokens carry exactly one more sub-kind; no instruction/label/bos in the test part
     for i in range(first, n):

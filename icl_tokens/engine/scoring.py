@@ -38,7 +38,7 @@ from .items import Item
 from .prefix_cache import Prefix, PrefixCache
 
 __all__ = ["RowResult", "ENGINES", "SCORINGS", "NumericsError", "parse_prediction",
-           "score_items", "greedy_generate", "resolve_knockouts"]
+           "score_items", "resolve_knockouts"]
 
 ENGINES = ("cached", "naive")
 SCORINGS = ("generate", "label")
@@ -309,12 +309,3 @@ def _greedy(
             break
         logits = batch.extend(nxt)
     return out
-
-
-@torch.no_grad()
-def greedy_generate(model: Any, tokenizer: Any, item: Item, max_new_tokens: int,
-                    engine: str = "naive") -> list[int]:
-    """Greedy continuation of one item under its knockout (stops early at a newline or EOS)."""
-    res = score_items(model, tokenizer, [item], scoring="generate", engine=engine,
-                      max_new_tokens=max_new_tokens)
-    return res[0].generated_ids
