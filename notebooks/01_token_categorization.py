@@ -45,12 +45,11 @@ N_TEST = 2 if SMOKE else 20  # test examples per task (one prompt each)
 # ## Setup (ignore)
 
 # %%
+import numpy as np
 import pandas as pd
 from IPython.display import HTML, display
 
 from icl_tokens.ablation.conditions import condition_knockout
-from icl_tokens.models import gpt2_tokenizer, load_tokenizer
-from icl_tokens.plotting import mask_heatmap, token_category_html
 from icl_tokens.analysis.counts import (
     category_counts_table,
     count_differences,
@@ -60,6 +59,8 @@ from icl_tokens.analysis.counts import (
     multi_category_tokens,
     tokenizer_facts,
 )
+from icl_tokens.models import gpt2_tokenizer, load_tokenizer
+from icl_tokens.plotting import mask_heatmap, token_category_html, token_text
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 30)
@@ -111,17 +112,41 @@ display(HTML(token_category_html(tp, title=f"SST-2, seed {SEED}, k={K}, Gemma-3 
 #   while *any* of its categories is visible (paper footnote 4).
 # * The test example (dashed outline) also has kinds, but it is never hidden from itself.
 #
-# **Gotcha (whitespace rule):** a token takes the roles of the *non-whitespace* characters it
-# covers. ` Positive` starts with a space that belongs to the `T_out` template span, yet the token
-# is LABEL only:
+# **Gotcha (whitespace rule):** a token takes the categories of the characters it covers that
+# are *not whitespace*, plus its newline characters (newlines are template/stopword carriers,
+# never mere whitespace). ` Positive` starts with a space that belongs to the `T_out` template
+# span, yet the token is LABEL only:
 
 # %%
 display(pd.DataFrame([row for row in tp.table() if "label" in row["categories"]]))
 
 # %% [markdown]
-# The test example is what the knockout restricts. For the condition `+template` ("Zero-shot +
-# TEMP" in Table 2) the test tokens may attend only to TEMP tokens, labels, the instruction and
-# BOS; red cells are blocked `[query, key]` pairs (last 60 keys shown).
+# ## Roles: where each token comes from
+#
+# Categories say *what kind* a token is; **roles** say *where* its characters come from:
+# `demo_{i}.t_in.{piece}` (the input template of demonstration `i`, 1-based), `demo_{i}.d_in.text`
+# (its input), `demo_{i}.t_out.{piece}`, `demo_{i}.d_out` (its label word), and `test.*`, `bos`,
+# `instruction`. A template `piece` is `word`, `colon`, `newline` or `separator`. The tokens of
+# the first demonstration, with both:
+
+# %%
+display(pd.DataFrame(tp.table())[tp.demo == 0][["text", "categories", "roles"]])
+
+# %% [markdown]
+# Roles take glob patterns, so a knockout or a probe can pick out, say, the colon of every
+# demonstration's `T_out` (`Sentiment:`), the token right before each label word:
+
+# %%
+colons = tp.has_role("demo_*.t_out.colon")
+print("demo_*.t_out.colon at positions", np.flatnonzero(colons).tolist(),
+      "→", [token_text(tp, i) for i in np.flatnonzero(colons)])
+
+# %% [markdown]
+# The test example is what the knockout restricts (notebook 02 runs all the conditions: `icl`,
+# `icl-template`, `icl-stopword`, `icl-content`, `+template`, `+stopword`, `+content`, `none` and
+# `zero_shot`). Under `+template` ("Zero-shot + TEMP" in Table 2) the test tokens may attend
+# only to TEMP tokens, labels, the instruction, BOS and themselves; red cells are blocked
+# `[query, key]` pairs (last 60 keys shown).
 
 # %%
 display(mask_heatmap(tp, condition_knockout(tp, "+template"), max_tokens=60))
@@ -194,13 +219,14 @@ display(multi)
 # **Gotcha (multi-category tokens):** a token such as `.'` in `Corp.'s` is STOP (the `.`) and
 # CONT (the `'`) at once. Under a representation-level ablation it stays visible if *either*
 # category is visible; under token-level removal it is removed only if *both* are removed. So
-# "−CONT" still shows some content characters, and category sizes do not add up to the token
-# count.
+# `icl-content` ("Standard ICL − CONT") still shows some content characters, and category sizes
+# do not add up to the token count.
 #
 # Does any tokenizer merge a newline with text (a `.\n`-style token spanning `D_in` and `T_in`)?
 # An empty table means no. For the three project tokenizers it is empty: their pre-tokenizers
 # split punctuation from newlines, so the only TEMP + STOP tokens are the pure newlines. (A
-# tokenizer without that split, such as LLaMA's SentencePiece with byte fallback, can differ.)
+# tokenizer without that split, such as a cl100k-style BPE, can differ: its merged `.\n` token
+# carries the newline's TEMP + STOP, with roles `demo_i.d_in.text` and `demo_i.t_in.newline`.)
 
 # %%
 display(multi[multi["text"].str.contains("⏎")])

@@ -34,7 +34,9 @@
 # 3. runs the sweep over all conditions with one call (`run_ablation`) and puts the results next
 #    to the paper's LLaMA-7B numbers;
 # 4. checks, in code, whether the paper's qualitative pattern (paper-spec §8, targets 1 and 2)
-#    holds for this run.
+#    holds for this run;
+# 5. composes a knockout of its own from blocks, one that also reaches inside the
+#    demonstrations.
 #
 # Token categories (TEMP / STOP / CONT / LABEL) are explained in notebook 01.
 
@@ -65,27 +67,43 @@ PAPER_MODEL = "Llama-7B"  # the paper's model shown alongside (OpenLlama-3B, Lla
 # ## Setup (ignore)
 
 # %%
-import numpy as np
 import pandas as pd
 import torch
 from IPython.display import HTML, display
 
-from icl_tokens.categorize import categorize, label_token_ids
-from icl_tokens.data import DataUnavailableError, load_task_data
-from icl_tokens.episodes import sample_episode
-from icl_tokens.experiments import (
+from icl_tokens.ablation import (
+    ALIASES,
     CONDITION_LABELS,
-    AblationConfig,
+    CONDITIONS,
+    PAPER_ORDER,
+    SPEC_NAMES,
+    Block,
+    Knockout,
+    Sel,
+    attention_knockout,
+    condition_knockout,
+    knockout_for,
+)
+from icl_tokens.analysis.tables import (
     accuracy_by_seed,
     accuracy_table,
     format_accuracy_table,
+    hidden_counts,
     paper_layout,
     pattern_checks,
-    run_ablation,
     task_means,
+    validity_table,
 )
-from icl_tokens.ablation.hooks import attention_knockout
-from icl_tokens.ablation.conditions import CONDITIONS, PAPER_ORDER, SPEC_NAMES, condition_knockout
+from icl_tokens.categorize import categorize
+from icl_tokens.data import DataUnavailableError, load_task_data
+from icl_tokens.engine import LabelSet, PrefixCache, score_items
+from icl_tokens.episodes import sample_episode
+from icl_tokens.experiments import (
+    AblationConfig,
+    representation_items,
+    run_ablation,
+    sliding_window,
+)
 from icl_tokens.models import load_model, load_tokenizer, model_info
 from icl_tokens.plotting import accuracy_bar, mask_heatmap, token_category_html
 from icl_tokens.prompts import build_prompt
@@ -133,13 +151,16 @@ print({k: info[k] for k in ("name", "architecture", "n_layers", "n_heads", "n_ct
 #   them, that is all. This is why one cached demonstration prefix serves every condition
 #   (`engine="cached"`).
 #
-# The conditions (our name, the paper-spec code name, the paper's row name):
+# The conditions (our name, the paper-spec code name, the paper's row name). The canonical names
+# work as bare command-line arguments; the paper-like spellings (`-template`, `minus_temp`,
+# `only_temp`, ...) are accepted as aliases.
 
 # %%
 display(pd.DataFrame([
     {"condition": c, "paper-spec name": SPEC_NAMES[c], "paper row": CONDITION_LABELS[c],
      "hidden demonstration kinds": ", ".join(sorted(CONDITIONS[c])) if c in CONDITIONS
-     else "(separate prompt without demonstrations)"}
+     else "(separate prompt without demonstrations)",
+     "aliases": ", ".join(a for a, name in ALIASES.items() if name == c)}
     for c in PAPER_ORDER
 ]).set_index("condition"))
 
@@ -170,42 +191,31 @@ display(mask_heatmap(tp, condition_knockout(tp, "+template"), max_tokens=80,
                      title="+template (only_temp): red = blocked"))
 
 # %% [markdown]
-# Under `-template` (**Standard ICL − TEMP**) it is the other way round, except for the
+# Under `icl-template` (**Standard ICL − TEMP**) it is the other way round, except for the
 # newlines: a `\n` is both TEMP and STOP, and it stays visible while either kind is visible.
 
 # %%
-display(mask_heatmap(tp, condition_knockout(tp, "-template"), max_tokens=80,
-                     title="-template (minus_temp): red = blocked"))
+display(mask_heatmap(tp, condition_knockout(tp, "icl-template"), max_tokens=80,
+                     title="icl-template (minus_temp): red = blocked"))
 
 # %% [markdown]
-# How many demonstration tokens each condition hides in this prompt. The kinds differ a lot in
-# size: CONT is most of every demonstration, TEMP a small repeated set. This is a confound the
-# reviewers raised: hiding CONT hides many more tokens than hiding TEMP.
+# How many demonstration tokens each condition hides in this prompt (`hidden_counts`), by kind.
+# The kinds differ a lot in size: CONT is most of every demonstration, TEMP a small repeated set.
+# This is a confound the reviewers raised: hiding CONT hides many more tokens than hiding TEMP.
 
 # %%
-demo_pos = tp.demo >= 0
-rows = []
-for c in PAPER_ORDER:
-    if c == "zero_shot":
-        continue
-    ko = condition_knockout(tp, c)
-    rows.append({
-        "condition": c, "paper row": CONDITION_LABELS[c],
-        "hidden demo tokens": int(ko.key.sum()),
-        "visible demo tokens": int((demo_pos & ~ko.key).sum()),
-        "hidden newlines": int((ko.key & tp.has("template") & tp.has("stopword")).sum()),
-    })
-hidden_counts = pd.DataFrame(rows).set_index("condition")
-display(hidden_counts)
+print(f"{int((tp.demo >= 0).sum())} demonstration tokens in this prompt")
+display(hidden_counts(tp))
 
 # %% [markdown]
 # ## Hands on: one knockout, by hand
 #
 # `attention_knockout(model, mask)` is a context manager. It installs a hook on
 # `hook_attn_scores` in every layer that fills −∞ where the Bool `[query, key]` mask is True,
-# and removes the hooks on exit. `Knockout.dense()` turns a condition into that mask. Here we
-# run the whole prompt once per condition and read the next-token probabilities of the label
-# words (their first token, as they follow the prompt).
+# and removes the hooks on exit. `condition_knockout(tp, condition).dense()` turns a condition
+# into that mask. Here we run the whole prompt once per condition and read the next-token
+# probabilities of the label words (their first token, as they follow the prompt; the same ids
+# the engine scores, from `LabelSet.for_task`).
 #
 # Two canaries first:
 #
@@ -216,7 +226,7 @@ display(hidden_counts)
 
 # %%
 ids = torch.tensor([tp.input_ids], device=model.cfg.device)
-labels = label_token_ids(task0, tokenizer, tp.prompt.text)
+labels = LabelSet.for_task(task0, tokenizer).as_lists()
 print("label words → token ids:", labels)
 plain = model(ids)
 
@@ -297,6 +307,7 @@ for task in TASKS:
 for task, reason in skipped.items():
     print(f"Note: skipping {task}: {reason}")
 results = pd.concat(frames, ignore_index=True)
+data = " | ".join(f.attrs["data"] for f in frames)  # which data each task ran on
 tasks = list(dict.fromkeys(results["task"]))
 print(f"{len(results)} rows: tasks {tasks}, seeds {SEEDS}, {N_TEST} test examples, k={K}")
 display(results.loc[:8, [c for c in results.columns if not c.startswith("score_")]])
@@ -314,16 +325,18 @@ display(results.loc[:8, [c for c in results.columns if not c.startswith("score_"
 paper = paper_condition_table(PAPER_MODEL, tasks=tasks)
 acc_gen = accuracy_table(results, "correct")
 acc_label = accuracy_table(results, "label_correct")
+print(f"data: {data}")
 print("acc_gen: the first generated word must be the gold label (primary metric)")
 display(paper_layout(acc_gen, paper))
 print("acc_label: forced choice among the label words (secondary metric)")
 display(paper_layout(acc_label, paper))
 
 # %% [markdown]
-# The same numbers as text, with the standard deviation over seeds (`format_accuracy_table`):
+# The same numbers as text, with the standard deviation over seeds (`format_accuracy_table`),
+# headed by the data they ran on:
 
 # %%
-print(format_accuracy_table(acc_gen, paper=paper, paper_label=PAPER_MODEL))
+print(format_accuracy_table(acc_gen, paper=paper, paper_label=PAPER_MODEL, data_note=data))
 
 # %% [markdown]
 # ### Why the two metrics differ
@@ -342,13 +355,7 @@ print(format_accuracy_table(acc_gen, paper=paper, paper_label=PAPER_MODEL))
 # answer with a label word at all*.
 
 # %%
-valid = (results.groupby(["task", "condition"], sort=False)["valid"].mean().mul(100)
-         .unstack("task").reindex(index=[c for c in PAPER_ORDER if c in set(results["condition"])],
-                                  columns=tasks))
-gap = (acc_label.pivot(index="condition", columns="task", values="mean")
-       - acc_gen.pivot(index="condition", columns="task", values="mean")
-       ).reindex(index=valid.index, columns=tasks)
-display(pd.concat({"valid generations (%)": valid, "acc_label − acc_gen": gap}, axis=1))
+display(validity_table(results))
 print("conditions with exactly 0 % acc_gen:",
       [f"{r.task}/{r.condition}" for r in acc_gen.itertuples() if r.mean == 0] or "none")
 
@@ -374,8 +381,8 @@ fig.show()
 #
 # 1. **Zero-shot + X (Table 2):** `+template` > `+stopword` > `+content`. The template tokens'
 #    representations alone recover most of Standard ICL; content tokens alone help least.
-# 2. **Standard ICL − X (Table 3):** `-template` is the largest drop, while `-content` and
-#    `-stopword` stay within about 2 points of Standard ICL.
+# 2. **Standard ICL − X (Table 3):** `icl-template` is the largest drop, while `icl-content` and
+#    `icl-stopword` stay within about 2 points of Standard ICL.
 #
 # The next cell computes each check for this run (both metrics) and, as a calibration, for the
 # paper's own numbers on the same tasks and on all six tasks. A check can fail on the paper's
@@ -404,10 +411,10 @@ with pd.option_context("display.max_colwidth", 80):
 #   paper's central claim. If it does not hold here, look at the `valid generations` table: a
 #   small model that stops producing label words under a mask fails acc_gen for a different
 #   reason than losing the task information, and acc_label separates the two.
-# * **Target 2.** `-template` usually leaves *more* demonstration tokens visible than
-#   `+template` (all of `D_in`; compare the token counts above), yet in the paper it is the worst
-#   `minus` condition. The paper's reading: the template tokens' representations cannot be
-#   replaced by the content they follow. `-content` close to Standard ICL would say the opposite
+# * **Target 2.** `icl-template` usually leaves *more* demonstration tokens visible than
+#   `+template` (all of `D_in`; compare the hidden counts above), yet in the paper it is the
+#   worst `icl-` condition. The paper's reading: the template tokens' representations cannot be
+#   replaced by the content they follow. `icl-content` close to Standard ICL would say the opposite
 #   about CONT: its information reaches the test example through other tokens' representations.
 #   The paper reads the stopwords as "synthesis checkpoints" for the content before them.
 # * With 1-2 seeds and tens of examples the standard errors are several points, so "within about
@@ -420,9 +427,10 @@ with pd.option_context("display.max_colwidth", 80):
 # (canary 2 above). `engine="cached"` runs that prefix once per seed, stores its per-layer keys
 # and values, and runs only the test suffix for each condition, with the knockout applied to the
 # suffix's rows. `engine="naive"` reruns the whole prompt and is the reference;
-# `benchmarks/bench_ablation.py` compares the two. A variant that changes demonstration
-# representations (E9 in paper-spec §6) must not reuse the cache, and the engine refuses such
-# masks.
+# `benchmarks/bench_ablation.py` compares the two. A knockout that changes demonstration
+# representations (E9 in paper-spec §6; see "Compose your own knockout" below) cannot reuse the
+# plain prefix: the cache is keyed by what a knockout does inside the prefix, so such a knockout
+# gets its own prefix, computed under its block.
 # </details>
 #
 # <details><summary>−∞ on the scores versus zeroing the pattern</summary>
@@ -445,10 +453,10 @@ print("BOS hidden under `none`?", bool(condition_knockout(tp, "none").key[0]),
 
 # %% [markdown]
 # **Gotcha (newlines):** a newline is TEMP and STOP at once (paper footnote 4), and a token
-# stays visible while *any* of its kinds is visible. So `\n` stays visible under `-template`,
+# stays visible while *any* of its kinds is visible. So `\n` stays visible under `icl-template`,
 # `+stopword` and `+template`, and is hidden only when both TEMP and STOP are hidden
 # (`+content`, `none`); see the `hidden newlines` column above. The separator structure thus
-# survives `-template`.
+# survives `icl-template`.
 #
 # **Gotcha (zero-shot is a separate prompt):** the `zero_shot` row is *not* a mask. It is the
 # instruction plus the test example, without demonstrations, so its positions and its length
@@ -470,18 +478,54 @@ print("generated tokens restricted too:", condition_knockout(tp, "+template").qu
 # conditions. The prompts of this run:
 
 # %%
-hf_config = getattr(getattr(model, "original_model", None), "config", None)
-window = getattr(hf_config, "sliding_window", None)
-layer_types = getattr(hf_config, "layer_types", None) or []
-n_local = sum(t == "sliding_attention" for t in layer_types)
-lengths = results.groupby("task")["n_tokens"].agg(["min", "max"])
+window = sliding_window(model)
+print(f"sliding window: {window} tokens" if window else "this model has no sliding-window layers")
+n_tokens = results.groupby("task")["n_tokens"]
+lengths = n_tokens.agg(["min", "max"])
 if window:
-    print(f"sliding window {window} in {n_local} of {len(layer_types)} layers")
-    lengths[f"prompts > {window} tokens"] = results[results["n_tokens"] > window].groupby(
-        "task")["example_id"].nunique().reindex(lengths.index).fillna(0).astype(int)
-else:
-    print("this model has no sliding-window layers")
+    lengths[f"rows > {window} tokens"] = n_tokens.apply(lambda n: int((n > window).sum()))
 display(lengths)
+
+# %% [markdown]
+# ## Compose your own knockout
+#
+# Every condition above is one `Block(queries, keys)` over position selections (`Sel`), and a
+# `Knockout` is a union of blocks: compose with `|`. Here `+template` is extended by a
+# *demonstration-internal* block: inside the demonstrations, template tokens may not attend to
+# content tokens, so the template tokens can no longer aggregate the content before them (a
+# probe of the paper's reading of TEMP tokens as summaries). We score it on the sanity-check
+# examples next to `icl` and plain `+template`.
+
+# %%
+demo_block = Block(Sel.part("demo") & Sel.category("template"),
+                   Sel.part("demo") & Sel.category("content"))
+composed = (knockout_for("+template") | Knockout((demo_block,))).with_name("+template|demo")
+print(composed.describe())
+
+kos = {"icl": knockout_for("icl"), "+template": knockout_for("+template"), composed.name: composed}
+episode_s = sample_episode(data0, SEEDS[0], k=K, n_test=N_SANITY)
+items = representation_items(task0, tokenizer, LabelSet.for_task(task0, tokenizer), episode_s,
+                             list(kos), lambda c: kos[c])
+cache = PrefixCache()
+rows = score_items(model, tokenizer, items, scoring="generate", engine="cached",
+                   prefix_cache=cache)
+print(f"{len(items)} items, prefixes computed (cache misses): {cache.misses}")
+display(pd.DataFrame([{"example_id": r.example_id, "condition": r.condition, "gold": r.gold,
+                       "prediction": r.gen_prediction, "label_prediction": r.label_prediction}
+                      for r in rows]))
+
+# %% [markdown]
+# `icl` and `+template` restrict only the test example, so they share one plain demonstration
+# prefix; the demonstration-internal block changes the demonstrations' own representations, so
+# the cached engine computes a second prefix under that block (`PrefixCache` is keyed by what a
+# knockout does inside the prefix, and `misses` counts the prefixes it computed). The naive
+# engine, which reruns every full prompt, must give the same answers:
+
+# %%
+naive = score_items(model, tokenizer, items, scoring="label", engine="naive")
+print("max |Δ label score|, cached vs naive:", max(
+    abs(a.label_scores[w] - b.label_scores[w]) for a, b in zip(rows, naive)
+    for w in a.label_scores))
 
 # %% [markdown]
 # ## Summary
@@ -494,5 +538,8 @@ display(lengths)
 # * Report acc_gen and acc_label together: their gap comes mostly from generations that are not
 #   label words (the `valid generations` table), and a mask can change that share without
 #   changing which label the model prefers.
+# * New interventions are one line: a union of `Block(queries, keys, layers, heads)` over `Sel`
+#   selections; the cached engine computes a separate prefix for any block that reaches inside
+#   the demonstrations.
 # * The token-level ablation (paper-spec §6 E4, Table 4) *removes* tokens from the prompt
 #   instead of hiding their representations; for content tokens that hurts far more.
