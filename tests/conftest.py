@@ -1,8 +1,12 @@
-"""Shared test setup: no hub access, and an absolute data directory."""
+"""Shared test setup: no hub access, an absolute data directory, and shared fixtures."""
 
 from __future__ import annotations
 
 import os
+import socket
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -10,3 +14,65 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 if os.environ.get("ICL_TOKENS_DATA_DIR"):
     # The README command passes a relative path; notebooks execute in another folder.
     os.environ["ICL_TOKENS_DATA_DIR"] = os.path.abspath(os.environ["ICL_TOKENS_DATA_DIR"])
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point ICL_TOKENS_CACHE at a fresh temporary folder."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("ICL_TOKENS_CACHE", str(root))
+    return root
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail loudly on any attempt to open a network connection."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny model folder per architecture, built once per session."""
+    from icl_tokens.testing.tiny import TINY_ARCHS, build_tiny_model_dir
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {arch: build_tiny_model_dir(arch, root / arch) for arch in TINY_ARCHS}
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tiny_dirs: dict[str, Path]) -> Path:
+    """The tiny Llama folder (the CLI tests' model)."""
+    return tiny_dirs["llama"]
+
+
+ADJ_POS = ["warm", "funny", "smart", "moving", "tender", "bright", "clever", "lovely"]
+ADJ_NEG = ["dull", "flat", "tired", "lifeless", "clumsy", "muddled", "bland", "shallow"]
+NOUNS = ["film", "story", "picture", "comedy", "drama"]
+
+
+def _write_sst2(root: Path, n_train: int = 30, n_test: int = 40) -> Path:
+    """Invented SST-2-format files (label digit, space, lower-cased tokenised sentence)."""
+    d = root / "sst2"
+    d.mkdir(parents=True)
+    lines = []
+    for i in range(n_train + n_test):
+        pos = i % 2 == 0
+        adj = (ADJ_POS if pos else ADJ_NEG)[i % 8]
+        noun = NOUNS[i % 5]
+        other = (ADJ_POS if pos else ADJ_NEG)[(i + 3) % 8]
+        lines.append(f"{int(pos)} a {adj} {noun} , and the {other} end of it .")
+    (d / "stsa.binary.train").write_text("\n".join(lines[:n_train]) + "\n")
+    (d / "stsa.binary.test").write_text("\n".join(lines[n_train:]) + "\n")
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    root = _write_sst2(tmp_path / "data")
+    monkeypatch.setenv("ICL_TOKENS_DATA_DIR", str(root))
+    return root

@@ -9,44 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from icl_tokens.cli import main
 from icl_tokens.models import build_tiny_model_dir
-
-ADJ_POS = ["warm", "funny", "smart", "moving", "tender", "bright", "clever", "lovely"]
-ADJ_NEG = ["dull", "flat", "tired", "lifeless", "clumsy", "muddled", "bland", "shallow"]
-NOUNS = ["film", "story", "picture", "comedy", "drama"]
-
-
-def _write_sst2(root: Path, n_train: int = 30, n_test: int = 40) -> Path:
-    """Invented SST-2-format files (label digit, space, lower-cased tokenised sentence)."""
-    d = root / "sst2"
-    d.mkdir(parents=True)
-    lines = []
-    for i in range(n_train + n_test):
-        pos = i % 2 == 0
-        adj = (ADJ_POS if pos else ADJ_NEG)[i % 8]
-        noun = NOUNS[i % 5]
-        lines.append(f"{int(pos)} a {adj} {noun} , and the {ADJ_POS[(i + 3) % 8] if pos else ADJ_NEG[(i + 3) % 8]} end of it .")
-    (d / "stsa.binary.train").write_text("\n".join(lines[:n_train]) + "\n")
-    (d / "stsa.binary.test").write_text("\n".join(lines[n_train:]) + "\n")
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model_dir("llama", tmp_path_factory.mktemp("cli_tiny") / "llama")
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch) -> Path:
-    root = _write_sst2(tmp_path / "data")
-    monkeypatch.setenv("ICL_TOKENS_DATA_DIR", str(root))
-    return root
 
 
 def _categorize(tiny_dir, out, *extra):

@@ -8,22 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_cli import _write_sst2
 
 from icl_tokens.cli import _int_list, main
-from icl_tokens.models import build_tiny_model_dir
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model_dir("llama", tmp_path_factory.mktemp("cli_err") / "llama")
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch) -> Path:
-    root = _write_sst2(tmp_path / "data")
-    monkeypatch.setenv("ICL_TOKENS_DATA_DIR", str(root))
-    return root
 
 
 def _ablate(model, out, *extra, seeds="0"):

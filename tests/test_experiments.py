@@ -166,3 +166,14 @@ def test_hidden_counts_and_validity_tables(results):
     rows.loc[rows.index[:3], "valid"] = 0
     v = validity_table(rows)
     assert v[("valid generations (%)", "sst2")].notna().all()
+
+
+def test_data_note_says_when_sst2_is_not_the_papers_set():
+    from icl_tokens.data import TaskData
+    from icl_tokens.experiments import data_note
+
+    fallback = TaskData("sst2", (), (), "staicc", "StaICC 0.1.1", "")
+    note = data_note(fallback, "gemma-3-270m", (0, 1), 50)
+    assert "not the paper's" in note and "seeds 0,1" in note and "50 examples" in note
+    cbu = TaskData("sst2", (), (), "dir", "../shared/data/sst2", "")
+    assert "not the paper's" not in data_note(cbu)

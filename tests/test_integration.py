@@ -130,3 +130,17 @@ def test_demonstration_internal_block_cached_equals_naive_on_gemma(gemma, sst2):
     for a, b in zip(naive, cached):
         assert max(abs(a.label_scores[w] - b.label_scores[w]) for w in a.label_scores) < 1e-4
         assert a.generated_ids == b.generated_ids
+
+
+def test_float16_gemma_fails_with_a_dtype_hint(tmp_path, capsys):
+    """Gemma-3 overflows in float16 (NaN logits): the run stops with a clear message, exit 2."""
+    from icl_tokens.cli import main
+
+    out = tmp_path / "fp16.csv"
+    code = main(["ablate", "--model", "gemma-3-270m", "--task", "sst2", "--seeds", "0",
+                 "--n-test", "1", "--conditions", "icl", "--scoring", "label", "--dtype",
+                 "float16", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "float16" in err and "dtype" in err
+    assert not out.exists()

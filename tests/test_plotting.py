@@ -23,11 +23,11 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from icl_tokens import plotting as P
+from icl_tokens.ablation.conditions import PAPER_ORDER, condition_knockout
 from icl_tokens.analysis import counts as RP
 from icl_tokens.categorize import categorize
 from icl_tokens.data import TaskData
 from icl_tokens.episodes import sample_episode
-from icl_tokens.ablation.conditions import PAPER_ORDER, condition_knockout
 from icl_tokens.prompts import build_prompt
 from icl_tokens.reference import paper_condition_table, paper_values
 from icl_tokens.tasks import Example, load_task

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -37,30 +36,6 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point ICL_TOKENS_CACHE at a fresh temporary folder."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ICL_TOKENS_CACHE", str(root))
-    return root
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail loudly on any attempt to open a network connection."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"network access attempted: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-@pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One tiny model folder per architecture, built once per session."""
-    root = tmp_path_factory.mktemp("tiny_tok")
-    return {arch: M.build_tiny_model_dir(arch, root / arch) for arch in M.TINY_ARCHS}
 
 
 @pytest.fixture
