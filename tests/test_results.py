@@ -252,10 +252,11 @@ def test_a_dropped_results_file_releases_its_lock(tmp_path):
     open_rf(p).close()
 
 
-# The child loads results.py by path: importing the whole package would be slow (torch).
+# The child loads the results package by path: importing icl_tokens would be slow (torch).
 LOAD = textwrap.dedent("""
-    import importlib.util, sys
-    spec = importlib.util.spec_from_file_location("results_child", {module!r})
+    import importlib.util, os, sys
+    spec = importlib.util.spec_from_file_location(
+        "results_child", {module!r}, submodule_search_locations=[os.path.dirname({module!r})])
     R = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(R)
 """)
