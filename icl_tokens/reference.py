@@ -208,9 +208,9 @@ def paper_condition_table(
 
     Returns:
         Accuracy (%) with index ``condition`` in the order of
-        :data:`icl_tokens.ablation.conditions.PAPER_ORDER` without the diagnostic ``none`` (``zero_shot``,
-        ``+content``, ``+stopword``, ``+template``, ``icl``, ``-content``, ``-stopword``,
-        ``icl-template``) and one column per task.
+        :data:`icl_tokens.ablation.conditions.PAPER_ORDER` without the diagnostic ``none``
+        (``zero_shot``, ``+content``, ``+stopword``, ``+template``, ``icl``, ``icl-content``,
+        ``icl-stopword``, ``icl-template``) and one column per task.
     """
     _check_model(model)
     cols = list(PAPER_TASK_ORDER) if tasks is None else _check_tasks(tasks)
@@ -218,6 +218,38 @@ def paper_condition_table(
     long = pd.concat([paper_values(2, model), paper_values(3, model)], ignore_index=True)
     wide = long.pivot(index="condition", columns="task", values="value")
     wide = wide.reindex(index=rows, columns=cols)
+    wide.index.name = "condition"
+    wide.columns.name = "task"
+    return wide
+
+
+def paper_cells_table(
+    cells: Mapping[str, tuple[int, str, str]], model: str = "Llama-7B",
+    tasks: str | Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Paper cells addressed by (table, setting, variant) as our conditions × tasks.
+
+    Args:
+        cells: Our condition name → ``(table, setting, variant)`` (variant ``""`` if none), e.g.
+            ``{"icl-content": (4, "− CONT", "")}``. Conditions the paper did not print are
+            simply absent from ``cells``.
+        model: A name from :data:`PAPER_MODELS`.
+        tasks: Task columns to keep, in this order; default all six.
+
+    Returns:
+        Accuracy (%) with index ``condition`` in the order of ``cells``.
+    """
+    _check_model(model)
+    cols = list(PAPER_TASK_ORDER) if tasks is None else _check_tasks(tasks)
+    rows = {}
+    for cond, (table, setting, variant) in cells.items():
+        df = paper_values(table, model)
+        df = df[(df["setting"] == setting) & (df["variant"].fillna("") == variant)]
+        if df.empty:
+            raise ValueError(f"paper Table {table} has no cell {setting!r} / {variant!r} for "
+                             f"{model}.")
+        rows[cond] = df.set_index("task")["value"]
+    wide = pd.DataFrame(rows).T.reindex(columns=cols)
     wide.index.name = "condition"
     wide.columns.name = "task"
     return wide

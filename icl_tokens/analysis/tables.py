@@ -53,7 +53,7 @@ def accuracy_table(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
 
 def format_accuracy_table(
     table: pd.DataFrame, paper: pd.DataFrame | None = None, paper_label: str = "paper",
-    data_note: str | None = None,
+    data_note: str | None = None, order: Sequence[str] | None = None,
 ) -> str:
     """Paper-layout text table: rows = conditions, columns = tasks, cells ``mean ± std``.
 
@@ -64,9 +64,11 @@ def format_accuracy_table(
         data_note: What the rows ran on (data source, model, seeds); printed above the table.
             Required in spirit whenever ``paper`` is given: the paper's numbers come from other
             models and, for the StaICC fallback, another evaluation set.
+        order: Row order (default: the paper's, then any other condition alphabetically).
     """
     tasks = list(dict.fromkeys(table["task"]))
-    order = list(PAPER_ORDER) + sorted(set(table["condition"]) - set(PAPER_ORDER))
+    order = list(order) if order is not None else (
+        list(PAPER_ORDER) + sorted(set(table["condition"]) - set(PAPER_ORDER)))
     conds = [c for c in order if c in set(table["condition"])]
     header = ["condition"] + [f"{t} (ours)" for t in tasks]
     if paper is not None:

@@ -1,0 +1,74 @@
+"""Command line: ``python -m icl_tokens {categorize,ablate,quickstart,tasks,models}``.
+
+Modules: :mod:`~icl_tokens.cli.parser` (options and argument types),
+:mod:`~icl_tokens.cli.commands` (what each sub-command does). Errors print one line,
+``error: ...``, and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from .commands import categorize_records, cmd_ablate, cmd_categorize, cmd_quickstart
+from .parser import _int_list, build_parser
+
+__all__ = ["main", "build_parser", "categorize_records", "_int_list"]
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--conditions -template`` → ``--conditions=-template``: argparse would take a value that
+    starts with ``-`` for an option; every part must be a known condition name."""
+    from ..ablation.conditions import ALIASES, PAPER_ORDER
+    from ..experiments.template_parts import PART_CONDITIONS
+    from ..prompts.removal import _ALIASES as TOKEN_ALIASES
+    from ..prompts.removal import TOKEN_CONDITIONS
+
+    names = (set(PAPER_ORDER) | set(ALIASES) | {"all"} | set(TOKEN_CONDITIONS)
+             | set(TOKEN_ALIASES) | set(PART_CONDITIONS))
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if (a == "--conditions" and nxt is not None and nxt.startswith("-")
+                and all(p.strip() in names for p in nxt.split(",") if p.strip())):
+            out.append(f"{a}={nxt}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (errors print one clear line, exit 2)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_join_dash_values(argv))
+    try:
+        if args.command == "categorize":
+            return cmd_categorize(args)
+        if args.command == "ablate":
+            return cmd_ablate(args)
+        if args.command == "quickstart":
+            return cmd_quickstart(args)
+        if args.command == "tasks":
+            from ..tasks import list_tasks, load_task
+
+            for name in list_tasks():
+                print(f"{name:10} {load_task(name).description}")
+            return 0
+        if args.command == "models":
+            from ..models import KNOWN_MODELS
+
+            for name, desc in KNOWN_MODELS.items():
+                print(f"{name:16} {desc}")
+            return 0
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, KeyError, TypeError, ModuleNotFoundError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 1

@@ -1,0 +1,170 @@
+"""The command-line parser: sub-commands, options and argument types that refuse bad input.
+
+Index lists (``--layers``, ``--heads``, ``--seeds``) never silently drop or reorder anything: a
+backwards range or a repeated index is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from ..ablation.conditions import PAPER_ORDER
+
+__all__ = ["build_parser"]
+
+
+def _seeds(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; ranges ``0-4`` allowed; duplicates and negatives refused."""
+    seeds = _int_list(text, allow_negative=False, what="--seeds")
+    return seeds
+
+
+def _int_list(text: str, *, allow_negative: bool = True, what: str = "index list") -> list[int]:
+    """``"0-3,8"`` → ``[0, 1, 2, 3, 8]``; a single negative index (``"-1"``) counts from the end.
+
+    A backwards range (``8-2``) or an index given twice (``0-3,2-1``) is an error, never
+    silently reordered or dropped.
+    """
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        m = re.fullmatch(r"(-?\d+)(?:-(\d+))?", part)
+        if m is None:
+            raise argparse.ArgumentTypeError(
+                f"{what}: expected integers or ranges like '0-5,8', got {part!r} in {text!r}")
+        lo = int(m.group(1))
+        if m.group(2) is not None:
+            hi = int(m.group(2))
+            if lo < 0:
+                raise argparse.ArgumentTypeError(
+                    f"{what}: ranges take non-negative ends, got {part!r}; list negative "
+                    "indices one by one (e.g. -2,-1)")
+            if hi < lo:
+                raise argparse.ArgumentTypeError(
+                    f"{what}: the range {part!r} runs backwards; write {hi}-{lo}")
+            values = list(range(lo, hi + 1))
+        else:
+            values = [lo]
+        if not allow_negative and min(values) < 0:
+            raise argparse.ArgumentTypeError(f"{what}: negative value in {text!r}")
+        twice = sorted(set(values) & set(out))
+        if twice:
+            raise argparse.ArgumentTypeError(
+                f"{what}: {twice} given more than once in {text!r}; give each index once")
+        out.extend(values)
+    if not out:
+        raise argparse.ArgumentTypeError(f"{what}: empty list {text!r}")
+    return out
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return v
+
+
+def _add_common(p: argparse.ArgumentParser, *, many_seeds: bool) -> None:
+    p.add_argument("--model", default="gemma-3-270m",
+                   help="gemma-3-270m (default, offline), smollm2-135m, a local HF folder "
+                        "or a hub id")
+    p.add_argument("--task", default="sst2",
+                   help="sst2, agnews, trec, dbpedia, rte, cb or a task .json")
+    if many_seeds:
+        p.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated, e.g. 0,1,2")
+    else:
+        p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=_non_negative, default=4,
+                   help="demonstrations per prompt (default 4)")
+    p.add_argument("--n-test", type=_positive, default=None,
+                   help="test examples per seed (default: the fixed 500-example subset)")
+    p.add_argument("--stopword-variant", default="paper", choices=["paper", "nltk"])
+    p.add_argument("--data-source", default=None, choices=["dir", "staicc", "hf"],
+                   help="force a data source (default: $ICL_TOKENS_DATA_DIR, then StaICC, then HF)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (sub-commands)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m icl_tokens",
+        description="icl_tokens: performance-critical tokens in ICL (Bai et al., 2401.11323)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("categorize", help="per-token categories of each test prompt")
+    _add_common(c, many_seeds=False)
+    c.add_argument("--json", action="store_true", help="JSON lines, one per test example")
+    c.add_argument("--out", default=None, help="write to this file instead of stdout")
+    c.add_argument("--removal", default=None,
+                   help="show the prompt a token-level condition keeps (icl-content, "
+                        "icl-stopword, icl-template, icl-template+last; aliases -content, ...): "
+                        "'tokens' lists only the kept tokens; adds 'condition' and 'n_tokens'")
+    c.add_argument("--scope", default="all", choices=["all", "demos"],
+                   help="with --removal: remove in demonstrations and test (all) or demos only")
+    c.add_argument("--restore-in-demos", action="store_true",
+                   help="with --removal icl-template+last: also keep each demonstration's colon")
+
+    a = sub.add_parser("ablate", help="knockouts and removals: --level representation (paper "
+                       "Tables 2, 3), token (Table 4), template-parts (Tables 5, 6)")
+    _add_common(a, many_seeds=True)
+    a.add_argument("--level", default="representation",
+                   choices=["representation", "token", "template-parts"],
+                   help="representation: hide the test example's attention to kinds of "
+                        "demonstration tokens; token: remove tokens from the prompt "
+                        "(conditions icl, icl-content, icl-stopword, icl-template, "
+                        "icl-template+last); template-parts: only parts of the template visible "
+                        "(temp/t_out/t_in, -colon, +label/-label)")
+    a.add_argument("--scope", default="all", choices=["all", "demos"],
+                   help="token level: remove in the demonstrations and the test example (all, "
+                        "the paper's) or only in the demonstrations")
+    a.add_argument("--restore-in-demos", action="store_true",
+                   help="token level, icl-template+last: also keep each demonstration's colon")
+    a.add_argument("--paper-model", default="Llama-7B",
+                   help="the paper's model printed beside our numbers (default Llama-7B)")
+    a.add_argument("--conditions", default="all",
+                   help="'all' or a comma list of " + ",".join(PAPER_ORDER) + " (aliases: "
+                        "-template, minus_temp, only_temp, ...; write --conditions=-template "
+                        "for a name that starts with '-')")
+    a.add_argument("--scoring", default="generate", choices=["generate", "label"])
+    a.add_argument("--engine", default="cached", choices=["cached", "naive"])
+    a.add_argument("--batch-size", type=_positive, default=16)
+    a.add_argument("--hide-bos", action="store_true", help="also hide BOS (Appendix B accident)")
+    a.add_argument("--query-scope", default="test", choices=["test", "last"])
+    a.add_argument("--layers", type=_int_list, default=None,
+                   help="knock out only these layers, e.g. 0-8 or 0,4,-1 (default: all)")
+    a.add_argument("--heads", type=_int_list, default=None,
+                   help="knock out only these query heads (default: all)")
+    a.add_argument("--mode", default="scores", choices=["scores", "pattern"],
+                   help="scores: -inf before softmax (renormalised; the paper's); pattern: zero "
+                        "after softmax, not renormalised")
+    a.add_argument("--device", default=None)
+    a.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    a.add_argument("--out", required=True,
+                   help="CSV path (resumable); a .meta.json sidecar is written")
+    a.add_argument("--no-progress", action="store_true")
+
+    q = sub.add_parser("quickstart",
+                       help="Gemma-3-270M, SST-2, 2 seeds x 50 examples, all conditions")
+    q.add_argument("--out-dir", default="results")
+    q.add_argument("--n-test", type=_positive, default=50)
+    q.add_argument("--seeds", type=_seeds, default=[0, 1])
+    q.add_argument("--model", default="gemma-3-270m")
+    q.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("tasks", help="list the shipped task definitions")
+    sub.add_parser("models", help="list the offline model names")
+    return parser

@@ -1,0 +1,117 @@
+"""Token-level ablation (paper §4.2.2, Table 4; paper-spec E4).
+
+Where the representation-level ablation hides a kind's *representations* from the test example,
+this removes the kind's *tokens* from the prompt (:mod:`icl_tokens.prompts.removal`). Each
+condition is the ICL item with positions dropped; its prefix shrinks accordingly, so the cached
+engine computes one prefix per condition and seed. Rows add ``removed_template``,
+``removed_stopword``, ``removed_content`` (tokens dropped, per kind) to the usual columns;
+``n_tokens`` is the kept prompt's length.
+
+    >>> cfg = TokenAblationConfig(conditions=("-content", "icl-template+last"))
+    >>> cfg.conditions
+    ('icl-content', 'icl-template+last')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from ..categorize import categorize
+from ..engine.items import Item, LabelSet
+from ..episodes import Episode
+from ..prompts import build_prompt
+from ..prompts.removal import SCOPES, TOKEN_CONDITIONS, TokenRemoval, parse_token_condition
+from ..tasks import STOPWORD_VARIANTS, TaskSpec
+from .representation import check_common
+from .runner import RunContext, run_experiment
+
+__all__ = ["TokenAblationConfig", "token_items", "run_token_ablation", "REMOVAL_COLUMNS",
+           "TABLE4_ROWS"]
+
+REMOVAL_COLUMNS = ("removed_template", "removed_stopword", "removed_content")
+#: Our token-level condition → the row of paper Table 4 (−TEMP is not printed: 0 everywhere).
+TABLE4_ROWS = {"icl": "Standard ICL", "icl-content": "− CONT", "icl-stopword": "− STOP"}
+
+
+@dataclass
+class TokenAblationConfig:
+    """Arguments of a token-level ablation run."""
+
+    model: str = "gemma-3-270m"
+    task: str = "sst2"
+    seeds: tuple[int, ...] = (0,)
+    k: int = 4
+    n_test: int | None = None
+    conditions: tuple[str, ...] = tuple(TOKEN_CONDITIONS)
+    scoring: str = "generate"
+    engine: str = "cached"
+    scope: str = "all"
+    restore_in_demos: bool = False
+    stopword_variant: str = "paper"
+    data_source: str | None = None
+    batch_size: int = 16
+    chunk_examples: int = 8
+    dtype: str = "float32"
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        check_common(self)
+        conds = [parse_token_condition(c) for c in self.conditions]
+        self.conditions = tuple(dict.fromkeys(conds))
+        if not self.conditions:
+            raise ValueError("no token-level conditions given.")
+        if self.scope not in SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r}; use one of {SCOPES}.")
+        if self.stopword_variant not in STOPWORD_VARIANTS:
+            raise ValueError(f"unknown stopword variant {self.stopword_variant!r}; use one of "
+                             f"{STOPWORD_VARIANTS}.")
+        if self.k == 0 and any(c != "icl" for c in self.conditions):
+            raise ValueError("k=0 leaves no demonstrations; token-level removal needs k >= 1.")
+
+    def identity(self) -> dict[str, Any]:
+        """The arguments that determine the rows (engine/batching excluded)."""
+        d = dataclasses.asdict(self)
+        for k in ("batch_size", "chunk_examples", "device", "engine"):
+            d.pop(k)
+        d["seeds"], d["conditions"] = list(self.seeds), list(self.conditions)
+        d["level"] = "token"
+        return d
+
+    def removal(self, condition: str) -> TokenRemoval:
+        return TokenRemoval(condition, scope=self.scope, restore_in_demos=self.restore_in_demos)
+
+
+def token_items(task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episode,
+                removals: Sequence[TokenRemoval], *, stopword_variant: str = "paper"
+                ) -> list[Item]:
+    """One item per (test example, token-level condition) of an episode."""
+    items: list[Item] = []
+    meta = {"seed": episode.seed, "k": episode.k}
+    for test in episode.tests:
+        tp = categorize(build_prompt(task, episode.demos, test), tokenizer,
+                        stopword_variant=stopword_variant)
+        icl = Item.from_prompt(tp, labels, meta=meta)
+        items.extend(r.apply(icl) for r in removals)  # type: ignore[misc]
+    return items
+
+
+def run_token_ablation(
+    cfg: TokenAblationConfig, *, model: Any = None, tokenizer: Any = None,
+    out: str | Path | None = None, progress: bool = True,
+    log: Callable[[str], None] | None = None, meta: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Run (or resume) a token-level ablation and return its tidy rows (see the module doc)."""
+    removals = [cfg.removal(c) for c in cfg.conditions]
+
+    def build(ctx: RunContext, ep: Episode) -> list[Item]:
+        return token_items(ctx.task, ctx.tokenizer, ctx.labels, ep, removals,
+                           stopword_variant=cfg.stopword_variant)
+
+    kw: dict[str, Any] = {} if log is None else {"log": log}
+    return run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
+                          progress=progress, meta=meta, extra_columns=REMOVAL_COLUMNS, **kw)

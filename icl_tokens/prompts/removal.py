@@ -1,0 +1,134 @@
+"""Token-level removal (paper §4.2.2, Table 4; paper-spec E4 and §10 #12–13).
+
+The tokens of a kind are dropped from the already tokenised prompt (positions removed, never
+re-tokenised), in the demonstrations and, by default, in the test example (the paper's
+footnote 5):
+
+* a token is dropped only if it carries at least one of template/stopword/content and **all** of
+  its kinds are removed; BOS, the instruction and the label words are never dropped;
+* so ``icl-template`` keeps the newline tokens (template + stopword: "a basic separator") and a
+  demonstration becomes ``{D_in}\\n {label}\\n\\n``, the prompt ends ``{x_test}\\n``;
+  ``icl-stopword`` keeps template newlines the same way;
+* ``icl-template+last``: as ``icl-template``, then the last prompt token (the ``:`` of the output
+  prefix) is kept, so the prompt ends ``{x_test}\\n:``; with ``restore_in_demos`` every
+  demonstration's ``T_out`` colon is kept too;
+* ``scope="demos"`` keeps the test example intact (a reviewer's question).
+
+    >>> import numpy as np
+    >>> from icl_tokens.categorize import BITS
+    >>> T, S, C, L = (BITS[k] for k in ("template", "stopword", "content", "label"))
+    >>> codes = np.array([T, C, S, T | S, L, T | S])        # Review x . \\n label \\n\\n
+    >>> removed_positions(codes, np.zeros(6, int), [()] * 6, {"template"}).tolist()
+    [True, False, False, False, False, False]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from jaxtyping import Bool
+
+from ..ablation.selection import KINDS, check_kinds
+from ..categorize import BITS
+
+__all__ = ["TokenRemoval", "TOKEN_CONDITIONS", "removed_positions", "removal_counts",
+           "parse_token_condition"]
+
+#: Token-level conditions: name → (removed kinds, keep the last prompt token).
+TOKEN_CONDITIONS: dict[str, tuple[frozenset[str], bool]] = {
+    "icl": (frozenset(), False),
+    "icl-content": (frozenset({"content"}), False),
+    "icl-stopword": (frozenset({"stopword"}), False),
+    "icl-template": (frozenset({"template"}), False),
+    "icl-template+last": (frozenset({"template"}), True),
+}
+_ALIASES = {"standard": "icl", "-content": "icl-content", "-stopword": "icl-stopword",
+            "-template": "icl-template", "-template+last": "icl-template+last",
+            "minus_cont": "icl-content", "minus_stop": "icl-stopword",
+            "minus_temp": "icl-template"}
+SCOPES = ("all", "demos")
+
+
+def parse_token_condition(name: str) -> str:
+    """Canonical token-level condition name (``-content`` and the spec names are aliases)."""
+    name = _ALIASES.get(name, name)
+    if name not in TOKEN_CONDITIONS:
+        raise ValueError(f"unknown token-level condition {name!r}; choose from "
+                         f"{list(TOKEN_CONDITIONS)} (aliases: {sorted(_ALIASES)}).")
+    return name
+
+
+def removed_positions(
+    codes: np.ndarray, demo: np.ndarray, roles: Sequence[Sequence[str]],
+    kinds: Iterable[str], *, scope: str = "all", keep_last: bool = False,
+    restore_in_demos: bool = False,
+) -> Bool[np.ndarray, "pos"]:
+    """Which positions a token-level condition drops (True = dropped).
+
+    Args:
+        codes: Category bits per token.
+        demo: Demonstration index per token (-1 outside).
+        roles: Role strings per token (for ``restore_in_demos``).
+        kinds: Removed kinds (template, stopword, content).
+        scope: ``"all"`` (demonstrations and test example) or ``"demos"``.
+        keep_last: Keep the final prompt token (``icl-template+last``).
+        restore_in_demos: Also keep every demonstration's ``T_out`` colon.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; use one of {SCOPES}.")
+    kinds = check_kinds(kinds)
+    codes = np.asarray(codes)
+    all_kinds = sum(BITS[k] for k in KINDS)
+    gone = sum(BITS[k] for k in kinds)
+    protected = BITS["bos"] | BITS["instruction"] | BITS["label"]
+    has_kind = (codes & all_kinds) != 0
+    all_gone = (codes & all_kinds & ~gone) == 0
+    drop = has_kind & all_gone & ((codes & protected) == 0)
+    if scope == "demos":
+        drop &= (codes & BITS["test"]) == 0
+    if keep_last and len(drop):
+        drop[-1] = False
+    if restore_in_demos:
+        colon = np.array([any(r.endswith(".t_out.colon") and r.startswith("demo_") for r in rs)
+                          for rs in roles], dtype=bool)
+        drop &= ~colon
+    return drop
+
+
+def removal_counts(codes: np.ndarray, drop: np.ndarray) -> dict[str, int]:
+    """How many dropped tokens carry each kind (a token counts once per kind it carries)."""
+    codes = np.asarray(codes)[np.asarray(drop, dtype=bool)]
+    return {f"removed_{k}": int(((codes & BITS[k]) != 0).sum()) for k in KINDS}
+
+
+@dataclass(frozen=True)
+class TokenRemoval:
+    """A token-level condition with its options, applied to items by :meth:`apply`."""
+
+    condition: str
+    scope: str = "all"
+    restore_in_demos: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "condition", parse_token_condition(self.condition))
+        if self.scope not in SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r}; use one of {SCOPES}.")
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return TOKEN_CONDITIONS[self.condition][0]
+
+    def drop(self, item: object) -> np.ndarray:
+        """Bool ``[pos]``: what this condition drops from ``item`` (an Item or TokenizedPrompt)."""
+        kinds, last = TOKEN_CONDITIONS[self.condition]
+        return removed_positions(item.codes, item.demo, item.roles, kinds,  # type: ignore
+                                 scope=self.scope, keep_last=last,
+                                 restore_in_demos=self.restore_in_demos and last)
+
+    def apply(self, item: object) -> object:
+        """The item with the dropped positions removed; ``meta`` gets the removed counts."""
+        drop = self.drop(item)
+        counts = removal_counts(item.codes, drop)  # type: ignore[attr-defined]
+        return item.keep(~drop, condition=self.condition, meta=counts)  # type: ignore
