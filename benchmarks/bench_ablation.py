@@ -9,9 +9,11 @@ Prints (does not assert), all measured in this one run on the same episode, thro
    demonstrations) x the 8 conditions, cached (one prefix per variant) vs naive (target >= 6x);
 3. the hook overhead: the cached run of (1) vs the same cached forwards without knockouts
    (target <= 10%);
-4. beside each ratio, the token-count bound: (tokens run + logit positions) of the naive engine
+4. token-level ablation (Table 4's conditions, one prefix per condition and seed), cached vs
+   naive (``--token-level``);
+5. beside each ratio, the token-count bound: (tokens run + logit positions) of the naive engine
    divided by those of the cached engine, counted from the scored rows;
-5. the largest score difference between the engines (they must agree).
+6. the largest score difference between the engines (they must agree).
 
 Usage::
 
@@ -144,6 +146,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3,
                    help="timed repetitions of the cached runs (best is kept)")
     p.add_argument("--skip-sweep", action="store_true", help="skip the demonstration sweep")
+    p.add_argument("--token-level", action="store_true",
+                   help="also time the token-level ablation (5 conditions)")
     args = p.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     torch.set_grad_enabled(False)
@@ -202,6 +206,22 @@ def main(argv=None) -> int:
                             progress=False, log=logs.append)
         return df, rec.items
 
+    def token(engine: str):
+        from icl_tokens.experiments.token_level import TokenAblationConfig, token_items
+
+        c = TokenAblationConfig(model=name, task=args.task, seeds=(args.seed,), k=args.k,
+                                n_test=args.n_test, scoring=args.scoring, engine=engine,
+                                batch_size=args.batch_size, dtype=args.dtype,
+                                device=args.device)
+        removals = [c.removal(x) for x in c.conditions]
+        rec = Recorder(lambda ctx, ep: token_items(ctx.task, ctx.tokenizer, ctx.labels, ep,
+                                                   removals))
+        df = run_experiment(c, rec, c.conditions, model=model, tokenizer=tok, out=csv(),
+                            progress=False, log=logs.append,
+                            extra_columns=("removed_template", "removed_stopword",
+                                           "removed_content"))
+        return df, rec.items
+
     ablate("cached")  # warm-up (allocator, kernels, data loading)
     print(f"model: {name} on {args.device} ({args.dtype}); torch threads "
           f"{torch.get_num_threads()}")
@@ -223,6 +243,9 @@ def main(argv=None) -> int:
     if not args.skip_sweep:
         measure("sweep_naive", lambda: sweep("naive"))
         measure("sweep_cached", lambda: sweep("cached"), args.repeats)
+    if args.token_level:
+        measure("token_naive", lambda: token("naive"))
+        measure("token_cached", lambda: token("cached"), args.repeats)
 
     df_n, items = out["naive"]
     df_c, _ = out["cached"]
@@ -233,7 +256,8 @@ def main(argv=None) -> int:
           f"lengths {lens[0]}..{lens[-1]} tokens, prefix {items[0].prefix_len} tokens, scoring "
           f"{args.scoring}, batch size {args.batch_size}")
     for label, t in best.items():
-        n = rows * (len(VARIANTS) if label.startswith("sweep") else 1)
+        n = (rows * len(VARIANTS) if label.startswith("sweep") else
+             len(out[label][1]) if label.startswith("token") else rows)
         print(f"  {label:16s} {t:8.2f} s   {n / t:8.2f} rows/s")
     L, H = int(model.cfg.n_layers), int(model.cfg.n_heads)
     b, bn, bc = bound(items, gen, L, H)
@@ -249,6 +273,13 @@ def main(argv=None) -> int:
               f"conditions): cached / naive = {sr:.1f}x; token-count bound {sb:.1f}x "
               f"({sbn} / {sbc}) (target >= 6x)")
         _agree("sweep", out["sweep_naive"][0], sdf_c, tok)
+    if args.token_level:
+        tdf_c, titems = out["token_cached"]
+        tb, tbn, tbc = bound(titems, _gen_lens(tdf_c, tok, titems, args.scoring), L, H)
+        tr = best["token_naive"] / best["token_cached"]
+        print(f"4. token level ({len(titems)} rows, one prefix per condition): cached / naive = "
+              f"{tr:.1f}x; token-count bound {tb:.1f}x ({tbn} / {tbc})")
+        _agree("token level", out["token_naive"][0], tdf_c, tok)
     overhead = best["cached"] / best["cached_no_hooks"] - 1
     note = (" (no-hook rows decode other tokens, so their work differs; use --scoring label)"
             if args.scoring == "generate" else "")
