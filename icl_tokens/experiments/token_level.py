@@ -70,6 +70,9 @@ class TokenAblationConfig:
         if self.stopword_variant not in STOPWORD_VARIANTS:
             raise ValueError(f"unknown stopword variant {self.stopword_variant!r}; use one of "
                              f"{STOPWORD_VARIANTS}.")
+        if self.restore_in_demos and not any(TOKEN_CONDITIONS[c][1] for c in self.conditions):
+            raise ValueError("restore_in_demos applies to icl-template+last, which is not among "
+                             f"the conditions {list(self.conditions)}.")
         if self.k == 0 and any(c != "icl" for c in self.conditions):
             raise ValueError("k=0 leaves no demonstrations; token-level removal needs k >= 1.")
 
@@ -83,7 +86,8 @@ class TokenAblationConfig:
         return d
 
     def removal(self, condition: str) -> TokenRemoval:
-        return TokenRemoval(condition, scope=self.scope, restore_in_demos=self.restore_in_demos)
+        restore = self.restore_in_demos and TOKEN_CONDITIONS[condition][1]
+        return TokenRemoval(condition, scope=self.scope, restore_in_demos=restore)
 
 
 def token_items(task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episode,

@@ -115,6 +115,9 @@ class TokenRemoval:
         object.__setattr__(self, "condition", parse_token_condition(self.condition))
         if self.scope not in SCOPES:
             raise ValueError(f"unknown scope {self.scope!r}; use one of {SCOPES}.")
+        if self.restore_in_demos and not TOKEN_CONDITIONS[self.condition][1]:
+            raise ValueError(f"restore_in_demos applies to icl-template+last only, not to "
+                             f"{self.condition!r}.")
 
     @property
     def kinds(self) -> frozenset[str]:
