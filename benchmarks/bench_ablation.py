@@ -207,7 +207,11 @@ def main(argv=None) -> int:
         return df, rec.items
 
     def token(engine: str):
-        from icl_tokens.experiments.token_level import TokenAblationConfig, token_items
+        from icl_tokens.experiments.token_level import (
+            TOKEN_COLUMNS,
+            TokenAblationConfig,
+            token_items,
+        )
 
         c = TokenAblationConfig(model=name, task=args.task, seeds=(args.seed,), k=args.k,
                                 n_test=args.n_test, scoring=args.scoring, engine=engine,
@@ -218,8 +222,7 @@ def main(argv=None) -> int:
                                                    removals))
         df = run_experiment(c, rec, c.conditions, model=model, tokenizer=tok, out=csv(),
                             progress=False, log=logs.append,
-                            extra_columns=("removed_template", "removed_stopword",
-                                           "removed_content"))
+                            extra_columns=TOKEN_COLUMNS)
         return df, rec.items
 
     ablate("cached")  # warm-up (allocator, kernels, data loading)

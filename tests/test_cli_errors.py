@@ -219,3 +219,13 @@ def test_tables_beside_the_paper_name_their_data(tiny_dir, data_dir, tmp_path, c
                  "--out-dir", str(tmp_path / "qs"), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "data: sst2 from dir" in printed
+
+
+def test_removal_condition_with_a_dash_works_as_a_bare_argument(tiny_dir, data_dir, tmp_path):
+    out = tmp_path / "kept.jsonl"
+    assert main(["categorize", "--model", str(tiny_dir), "--task", "sst2", "--n-test", "1",
+                 "--k", "1", "--json", "--removal", "-content", "--out", str(out)]) == 0
+    rec = json.loads(out.read_text().splitlines()[0])
+    assert rec["condition"] == "icl-content" and rec["n_tokens"] == len(rec["tokens"])
+    assert not any("content" in t["categories"] and "test" not in t["categories"]
+                   and len(t["categories"]) == 1 for t in rec["tokens"])

@@ -17,7 +17,8 @@ __all__ = ["main", "build_parser", "categorize_records", "_int_list"]
 
 
 def _join_dash_values(argv: list[str]) -> list[str]:
-    """``--conditions -template`` → ``--conditions=-template``: argparse would take a value that
+    """``--conditions -template`` → ``--conditions=-template`` (also ``--removal``): argparse
+    would take a value that
     starts with ``-`` for an option; every part must be a known condition name."""
     from ..ablation.conditions import ALIASES, PAPER_ORDER
     from ..experiments.template_parts import PART_CONDITIONS
@@ -31,7 +32,7 @@ def _join_dash_values(argv: list[str]) -> list[str]:
     while i < len(argv):
         a = argv[i]
         nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if (a == "--conditions" and nxt is not None and nxt.startswith("-")
+        if (a in ("--conditions", "--removal") and nxt is not None and nxt.startswith("-")
                 and all(p.strip() in names for p in nxt.split(",") if p.strip())):
             out.append(f"{a}={nxt}")
             i += 2

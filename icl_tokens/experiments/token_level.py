@@ -4,7 +4,8 @@ Where the representation-level ablation hides a kind's *representations* from th
 this removes the kind's *tokens* from the prompt (:mod:`icl_tokens.prompts.removal`). Each
 condition is the ICL item with positions dropped; its prefix shrinks accordingly, so the cached
 engine computes one prefix per condition and seed. Rows add ``removed_template``,
-``removed_stopword``, ``removed_content`` (tokens dropped, per kind) to the usual columns;
+``removed_stopword``, ``removed_content`` (tokens dropped, per kind) and ``scope`` (``all`` or
+``demos``, so tables built from several files tell the scopes apart) to the usual columns;
 ``n_tokens`` is the kept prompt's length.
 
     >>> cfg = TokenAblationConfig(conditions=("-content", "icl-template+last"))
@@ -31,9 +32,11 @@ from .representation import check_common
 from .runner import RunContext, run_experiment
 
 __all__ = ["TokenAblationConfig", "token_items", "run_token_ablation", "REMOVAL_COLUMNS",
-           "TABLE4_ROWS"]
+           "TOKEN_COLUMNS", "TABLE4_ROWS"]
 
 REMOVAL_COLUMNS = ("removed_template", "removed_stopword", "removed_content")
+#: The columns a token-level row adds: the removed counts and the scope.
+TOKEN_COLUMNS = REMOVAL_COLUMNS + ("scope",)
 #: Our token-level condition → the row of paper Table 4 (−TEMP is not printed: 0 everywhere).
 TABLE4_ROWS = {"icl": "Standard ICL", "icl-content": "− CONT", "icl-stopword": "− STOP"}
 
@@ -118,4 +121,4 @@ def run_token_ablation(
 
     kw: dict[str, Any] = {} if log is None else {"log": log}
     return run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
-                          progress=progress, meta=meta, extra_columns=REMOVAL_COLUMNS, **kw)
+                          progress=progress, meta=meta, extra_columns=TOKEN_COLUMNS, **kw)

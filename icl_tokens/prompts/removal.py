@@ -131,7 +131,9 @@ class TokenRemoval:
                                  restore_in_demos=self.restore_in_demos and last)
 
     def apply(self, item: object) -> object:
-        """The item with the dropped positions removed; ``meta`` gets the removed counts."""
+        """The item with the dropped positions removed; ``meta`` gets the removed counts and
+        the scope."""
         drop = self.drop(item)
         counts = removal_counts(item.codes, drop)  # type: ignore[attr-defined]
-        return item.keep(~drop, condition=self.condition, meta=counts)  # type: ignore
+        return item.keep(~drop, condition=self.condition,  # type: ignore[attr-defined]
+                         meta={**counts, "scope": self.scope})
