@@ -11,7 +11,6 @@ attend to the representations of the hidden kinds of demonstration tokens. One c
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,72 +22,28 @@ from ..ablation.hooks import MODES
 from ..ablation.knockout import Knockout, check_index_list
 from ..categorize import categorize
 from ..engine.items import Item, LabelSet
-from ..engine.scoring import ENGINES, SCORINGS
 from ..episodes import Episode
 from ..prompts import build_prompt
-from ..tasks import STOPWORD_VARIANTS, TaskSpec
+from ..tasks import TaskSpec
+from .config import RunConfig, check_common
 from .runner import RunContext, run_experiment
 
 __all__ = ["AblationConfig", "run_ablation", "representation_items", "check_common"]
 
-DTYPES = ("float32", "bfloat16", "float16")
-
-
-def check_common(cfg: Any) -> None:
-    """Validate the fields every experiment config shares (clear errors, nothing guessed)."""
-    seeds = tuple(int(s) for s in cfg.seeds)
-    if not seeds:
-        raise ValueError("give at least one seed.")
-    dup = sorted({s for s in seeds if seeds.count(s) > 1})
-    if dup:
-        raise ValueError(f"seeds {dup} are given more than once; each seed is one episode.")
-    if min(seeds) < 0:
-        raise ValueError(f"seeds must be >= 0, got {list(seeds)}.")
-    cfg.seeds = seeds
-    if isinstance(cfg.k, bool) or int(cfg.k) < 0:
-        raise ValueError(f"k must be a non-negative integer, got {cfg.k!r}.")
-    if cfg.n_test is not None and int(cfg.n_test) < 1:
-        raise ValueError(f"n_test must be >= 1 (or None for all), got {cfg.n_test}.")
-    if cfg.scoring not in SCORINGS:
-        raise ValueError(f"unknown scoring {cfg.scoring!r}; use one of {SCORINGS}.")
-    if cfg.engine not in ENGINES:
-        raise ValueError(f"unknown engine {cfg.engine!r}; use one of {ENGINES}.")
-    if cfg.batch_size < 1 or cfg.chunk_examples < 1:
-        raise ValueError("batch_size and chunk_examples must be >= 1.")
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {cfg.dtype!r}; use one of {DTYPES}.")
-
-
 @dataclass
-class AblationConfig:
+class AblationConfig(RunConfig):
     """Arguments of a representation-level ablation run (everything that defines its rows)."""
 
-    model: str = "gemma-3-270m"
-    task: str = "sst2"
-    seeds: tuple[int, ...] = (0,)
-    k: int = 4
-    n_test: int | None = None
     conditions: tuple[str, ...] = tuple(PAPER_ORDER)
-    scoring: str = "generate"
-    engine: str = "cached"
-    stopword_variant: str = "paper"
     hide_bos: bool = False
     query_scope: str = "test"
-    data_source: str | None = None
     layers: tuple[int, ...] | None = None
     heads: tuple[int, ...] | None = None
     mode: str = "scores"
-    batch_size: int = 16
-    chunk_examples: int = 8
-    dtype: str = "float32"
-    device: str | None = None
 
     def __post_init__(self) -> None:
-        check_common(self)
+        super().__post_init__()
         self.conditions = tuple(parse_conditions(list(self.conditions)))
-        if self.stopword_variant not in STOPWORD_VARIANTS:
-            raise ValueError(f"unknown stopword variant {self.stopword_variant!r}; use one of "
-                             f"{STOPWORD_VARIANTS}.")
         if self.mode not in MODES:
             raise ValueError(f"unknown knockout mode {self.mode!r}; use one of {MODES}.")
         if self.query_scope not in ("test", "last"):
@@ -104,17 +59,6 @@ class AblationConfig:
             raise ValueError(
                 f"k=0 leaves no demonstrations, so the knockout conditions {masked} would hide "
                 "nothing and equal 'icl'; use k >= 1, or --conditions zero_shot,icl.")
-
-    def identity(self) -> dict[str, Any]:
-        """The arguments that determine the rows (engine/batching excluded: same answers)."""
-        d = dataclasses.asdict(self)
-        for k in ("batch_size", "chunk_examples", "device", "engine"):
-            d.pop(k)
-        d["seeds"] = list(self.seeds)
-        for name in ("layers", "heads"):
-            d[name] = None if d[name] is None else list(d[name])
-        d["conditions"] = list(self.conditions)
-        return d
 
     def knockout(self, condition: str) -> Knockout:
         """The knockout of one masked condition under this config's options."""

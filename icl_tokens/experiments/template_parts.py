@@ -23,7 +23,6 @@ stays visible under ``t_in``). ``temp+label`` hides exactly what the representat
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -34,8 +33,8 @@ from ..ablation.knockout import Block, Knockout
 from ..ablation.selection import Sel
 from ..engine.items import Item
 from ..episodes import Episode
-from ..tasks import STOPWORD_VARIANTS
-from .representation import check_common, representation_items
+from .config import RunConfig
+from .representation import representation_items
 from .runner import RunContext, run_experiment
 
 __all__ = ["PartsConfig", "PART_CONDITIONS", "PAPER_CELLS", "part_knockout",
@@ -75,26 +74,15 @@ def part_knockout(condition: str) -> Knockout:
 
 
 @dataclass
-class PartsConfig:
+class PartsConfig(RunConfig):
     """Arguments of a template-parts run (Tables 5 and 6)."""
 
-    model: str = "gemma-3-270m"
-    task: str = "sst2"
-    seeds: tuple[int, ...] = (0,)
-    k: int = 4
-    n_test: int | None = None
+    level = "template-parts"
+
     conditions: tuple[str, ...] = tuple(PART_CONDITIONS)
-    scoring: str = "generate"
-    engine: str = "cached"
-    stopword_variant: str = "paper"
-    data_source: str | None = None
-    batch_size: int = 16
-    chunk_examples: int = 8
-    dtype: str = "float32"
-    device: str | None = None
 
     def __post_init__(self) -> None:
-        check_common(self)
+        super().__post_init__()
         for c in self.conditions:
             part_knockout(c)  # validates the name
         self.conditions = tuple(dict.fromkeys(self.conditions))
@@ -102,17 +90,6 @@ class PartsConfig:
             raise ValueError("no template-part conditions given.")
         if self.k == 0:
             raise ValueError("k=0 leaves no demonstrations; template parts need k >= 1.")
-        if self.stopword_variant not in STOPWORD_VARIANTS:
-            raise ValueError(f"unknown stopword variant {self.stopword_variant!r}; use one of "
-                             f"{STOPWORD_VARIANTS}.")
-
-    def identity(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for k in ("batch_size", "chunk_examples", "device", "engine"):
-            d.pop(k)
-        d["seeds"], d["conditions"] = list(self.seeds), list(self.conditions)
-        d["level"] = "template-parts"
-        return d
 
 
 def run_template_parts(

@@ -15,7 +15,6 @@ engine computes one prefix per condition and seed. Rows add ``removed_template``
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,8 +26,8 @@ from ..engine.items import Item, LabelSet
 from ..episodes import Episode
 from ..prompts import build_prompt
 from ..prompts.removal import SCOPES, TOKEN_CONDITIONS, TokenRemoval, parse_token_condition
-from ..tasks import STOPWORD_VARIANTS, TaskSpec
-from .representation import check_common
+from ..tasks import TaskSpec
+from .config import RunConfig
 from .runner import RunContext, run_experiment
 
 __all__ = ["TokenAblationConfig", "token_items", "run_token_ablation", "REMOVAL_COLUMNS",
@@ -42,51 +41,28 @@ TABLE4_ROWS = {"icl": "Standard ICL", "icl-content": "− CONT", "icl-stopword":
 
 
 @dataclass
-class TokenAblationConfig:
+class TokenAblationConfig(RunConfig):
     """Arguments of a token-level ablation run."""
 
-    model: str = "gemma-3-270m"
-    task: str = "sst2"
-    seeds: tuple[int, ...] = (0,)
-    k: int = 4
-    n_test: int | None = None
+    level = "token"
+
     conditions: tuple[str, ...] = tuple(TOKEN_CONDITIONS)
-    scoring: str = "generate"
-    engine: str = "cached"
     scope: str = "all"
     restore_in_demos: bool = False
-    stopword_variant: str = "paper"
-    data_source: str | None = None
-    batch_size: int = 16
-    chunk_examples: int = 8
-    dtype: str = "float32"
-    device: str | None = None
 
     def __post_init__(self) -> None:
-        check_common(self)
+        super().__post_init__()
         conds = [parse_token_condition(c) for c in self.conditions]
         self.conditions = tuple(dict.fromkeys(conds))
         if not self.conditions:
             raise ValueError("no token-level conditions given.")
         if self.scope not in SCOPES:
             raise ValueError(f"unknown scope {self.scope!r}; use one of {SCOPES}.")
-        if self.stopword_variant not in STOPWORD_VARIANTS:
-            raise ValueError(f"unknown stopword variant {self.stopword_variant!r}; use one of "
-                             f"{STOPWORD_VARIANTS}.")
         if self.restore_in_demos and not any(TOKEN_CONDITIONS[c][1] for c in self.conditions):
             raise ValueError("restore_in_demos applies to icl-template+last, which is not among "
                              f"the conditions {list(self.conditions)}.")
         if self.k == 0 and any(c != "icl" for c in self.conditions):
             raise ValueError("k=0 leaves no demonstrations; token-level removal needs k >= 1.")
-
-    def identity(self) -> dict[str, Any]:
-        """The arguments that determine the rows (engine/batching excluded)."""
-        d = dataclasses.asdict(self)
-        for k in ("batch_size", "chunk_examples", "device", "engine"):
-            d.pop(k)
-        d["seeds"], d["conditions"] = list(self.seeds), list(self.conditions)
-        d["level"] = "token"
-        return d
 
     def removal(self, condition: str) -> TokenRemoval:
         restore = self.restore_in_demos and TOKEN_CONDITIONS[condition][1]

@@ -1,0 +1,83 @@
+"""The fields every experiment config shares, their validation and the run identity.
+
+Each experiment's config (:class:`~icl_tokens.experiments.representation.AblationConfig`,
+:class:`~icl_tokens.experiments.token_level.TokenAblationConfig`,
+:class:`~icl_tokens.experiments.template_parts.PartsConfig`) extends :class:`RunConfig` with its
+own fields; :meth:`RunConfig.identity` is what a resumed run must match (the engine and batching
+are left out: they give the same answers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..engine.scoring import ENGINES, SCORINGS
+from ..tasks import STOPWORD_VARIANTS
+
+__all__ = ["RunConfig", "DTYPES", "check_common"]
+
+DTYPES = ("float32", "bfloat16", "float16")
+#: Fields that do not change the rows (left out of the identity).
+NOT_IN_IDENTITY = ("batch_size", "chunk_examples", "device", "engine")
+
+
+def check_common(cfg: Any) -> None:
+    """Validate the fields every experiment config shares (clear errors, nothing guessed)."""
+    seeds = tuple(int(s) for s in cfg.seeds)
+    if not seeds:
+        raise ValueError("give at least one seed.")
+    dup = sorted({s for s in seeds if seeds.count(s) > 1})
+    if dup:
+        raise ValueError(f"seeds {dup} are given more than once; each seed is one episode.")
+    if min(seeds) < 0:
+        raise ValueError(f"seeds must be >= 0, got {list(seeds)}.")
+    cfg.seeds = seeds
+    if isinstance(cfg.k, bool) or int(cfg.k) < 0:
+        raise ValueError(f"k must be a non-negative integer, got {cfg.k!r}.")
+    if cfg.n_test is not None and int(cfg.n_test) < 1:
+        raise ValueError(f"n_test must be >= 1 (or None for all), got {cfg.n_test}.")
+    if cfg.scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {cfg.scoring!r}; use one of {SCORINGS}.")
+    if cfg.engine not in ENGINES:
+        raise ValueError(f"unknown engine {cfg.engine!r}; use one of {ENGINES}.")
+    if cfg.batch_size < 1 or cfg.chunk_examples < 1:
+        raise ValueError("batch_size and chunk_examples must be >= 1.")
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {cfg.dtype!r}; use one of {DTYPES}.")
+    if cfg.stopword_variant not in STOPWORD_VARIANTS:
+        raise ValueError(f"unknown stopword variant {cfg.stopword_variant!r}; use one of "
+                         f"{STOPWORD_VARIANTS}.")
+
+
+@dataclass
+class RunConfig:
+    """Arguments every experiment has: model, task, episodes, scoring and how to run."""
+
+    model: str = "gemma-3-270m"
+    task: str = "sst2"
+    seeds: tuple[int, ...] = (0,)
+    k: int = 4
+    n_test: int | None = None
+    scoring: str = "generate"
+    engine: str = "cached"
+    stopword_variant: str = "paper"
+    data_source: str | None = None
+    batch_size: int = 16
+    chunk_examples: int = 8
+    dtype: str = "float32"
+    device: str | None = None
+
+    #: The experiment's name in the identity (``ablate --level``).
+    level: ClassVar[str] = "representation"
+
+    def __post_init__(self) -> None:
+        check_common(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The arguments that determine the rows (tuples as lists, the level added)."""
+        d = {k: list(v) if isinstance(v, tuple) else v
+             for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_IDENTITY}
+        d["level"] = self.level
+        return d
