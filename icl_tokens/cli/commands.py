@@ -59,7 +59,7 @@ def categorize_records(
 
 
 def cmd_categorize(args: argparse.Namespace) -> int:
-    out = _output_path(args.out) if args.out else None
+    out = _output_path(args.out, "out.jsonl") if args.out else None
     removal = None
     if args.removal is not None:
         from ..prompts.removal import TokenRemoval
@@ -88,19 +88,12 @@ def cmd_categorize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_path(text: str) -> Path:
+def _output_path(text: str, example: str) -> Path:
     """An output file path whose folder is created; a clear error if it cannot be written."""
+    from ..results import check_output_path
+
     path = Path(text)
-    if path.is_dir():
-        raise ValueError(f"output path {path} is a directory; give a file name, e.g. "
-                         f"{path / 'out.csv'}.")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ValueError(f"cannot create the folder of {path}: a parent is a file; choose "
-                         "another path.") from None
-    except PermissionError:
-        raise ValueError(f"cannot create the folder of {path}: permission denied.") from None
+    check_output_path(path, example)
     return path
 
 
@@ -149,7 +142,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from ..analysis.tables import accuracy_table, format_accuracy_table
     from ..reference import paper_cells_table, paper_condition_table
 
-    out = _output_path(args.out)
+    out = _output_path(args.out, "run.csv")
     cfg, run, cells = _ablate_config(args)
     df = run(cfg, out=out, progress=not args.no_progress)
     tasks = [t for t in dict.fromkeys(df["task"]) if t in _PAPER_TASKS]

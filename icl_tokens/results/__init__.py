@@ -57,13 +57,13 @@ from .records import (
     _append_once,
     _atomic_write,
     _cell,
-    _check_writable,
     _diagnose,
     _fmt_key,
     _parse_at,
     _Record,
     _Schema,
     _short,
+    check_output_path,
     sidecar_path,
 )
 
@@ -76,12 +76,13 @@ __all__ = [
     "ResultsLock",
     "ResultsLockedError",
     "ResultsMismatchError",
+    "check_output_path",
     "lock_path",
     "sidecar_path",
 ]
 
 # Private names stay importable from here for old callers. Monkeypatch them where they are
 # looked up (``records._atomic_write``, ``file._append_once``), not on this package.
-_PRIVATE = (Key, _Record, _Schema, _append_once, _atomic_write, _cell, _check_writable,
-            _diagnose, _fmt_key, _parse_at, _short, _FIELD, _INT, _OPEN_QUOTE, _PARTIAL, _PLAIN,
+_PRIVATE = (Key, _Record, _Schema, _append_once, _atomic_write, _cell, _diagnose,
+            _fmt_key, _parse_at, _short, _FIELD, _INT, _OPEN_QUOTE, _PARTIAL, _PLAIN,
             _QUOTED, _RECORD)

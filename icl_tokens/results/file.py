@@ -22,11 +22,11 @@ from .records import (
     _append_once,
     _atomic_write,
     _cell,
-    _check_writable,
     _fmt_key,
     _parse_at,
     _Record,
     _Schema,
+    check_output_path,
     sidecar_path,
 )
 
@@ -122,7 +122,7 @@ class ResultsFile:
     # --- opening -----------------------------------------------------------------------------
 
     def _open(self) -> None:
-        _check_writable(self.path)
+        check_output_path(self.path)
         self._lock.acquire()
         try:
             self._open_locked()

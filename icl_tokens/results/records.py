@@ -145,15 +145,21 @@ class _Schema:
         return None
 
 
-def _check_writable(p: Path) -> None:
-    """Refuse a path that cannot be written as a CSV file; create its folder."""
+def check_output_path(p: Path, example: str = "run.csv") -> None:
+    """Refuse a path that cannot be written as an output file; create its folder.
+
+    Raises ``ValueError`` naming the path and the fix: the path is a directory, a parent is a
+    file, the folder cannot be created or is not writable. Shared by the results CSV and every
+    CLI output.
+    """
     fix = "choose another --out"
     if p.is_dir():
-        raise ValueError(f"{p} is a directory; give a CSV file path (e.g. {p / 'run.csv'}).")
+        raise ValueError(f"{p} is a directory; give a file path (e.g. {p / example}).")
     for parent in p.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ValueError(f"cannot write {p}: {parent} is a file, not a folder; {fix}.")
+                raise ValueError(f"cannot write {p}: a parent is a file ({parent}), not a "
+                                 f"folder; {fix}.")
             break
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
