@@ -16,27 +16,33 @@ from .parser import _int_list, build_parser
 __all__ = ["main", "build_parser", "categorize_records", "_int_list"]
 
 
-def _join_dash_values(argv: list[str]) -> list[str]:
-    """``--conditions -template`` → ``--conditions=-template`` (also ``--removal``): argparse
-    would take a value that
-    starts with ``-`` for an option; every part must be a known condition name."""
+def _condition_names() -> set[str]:
+    """Every condition name and alias of every level (for :func:`_join_dash_values`)."""
     from ..ablation.conditions import ALIASES, PAPER_ORDER
     from ..experiments.template_parts import PART_CONDITIONS
     from ..prompts.removal import _ALIASES as TOKEN_ALIASES
     from ..prompts.removal import TOKEN_CONDITIONS
 
-    names = (set(PAPER_ORDER) | set(ALIASES) | {"all"} | set(TOKEN_CONDITIONS)
-             | set(TOKEN_ALIASES) | set(PART_CONDITIONS))
+    return (set(PAPER_ORDER) | set(ALIASES) | {"all"} | set(TOKEN_CONDITIONS)
+            | set(TOKEN_ALIASES) | set(PART_CONDITIONS))
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--conditions -template`` → ``--conditions=-template`` (also ``--removal``): argparse
+    would take a value that starts with ``-`` for an option; every part must be a known
+    condition name. The names are loaded only when such a value is present."""
+    names: set[str] | None = None
     out: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
         nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if (a in ("--conditions", "--removal") and nxt is not None and nxt.startswith("-")
-                and all(p.strip() in names for p in nxt.split(",") if p.strip())):
-            out.append(f"{a}={nxt}")
-            i += 2
-            continue
+        if a in ("--conditions", "--removal") and nxt is not None and nxt.startswith("-"):
+            names = _condition_names() if names is None else names
+            if all(p.strip() in names for p in nxt.split(",") if p.strip()):
+                out.append(f"{a}={nxt}")
+                i += 2
+                continue
         out.append(a)
         i += 1
     return out
