@@ -72,6 +72,7 @@ __all__ = [
     "stopword_matches",
     "category_names",
     "label_token_ids",
+    "words_token_ids",
 ]
 
 CATEGORIES: tuple[str, ...] = (
@@ -379,9 +380,17 @@ def label_token_ids(
     Raises:
         ValueError: If a token straddles the end of ``context`` (the label cannot be separated).
     """
+    return words_token_ids(tokenizer, task.label_words, context, task.label_separator)
+
+
+def words_token_ids(
+    tokenizer: Any, words: Sequence[str], context: str, separator: str = " "
+) -> dict[str, list[int]]:
+    """Token ids of each of ``words`` after ``context + separator`` (see
+    :func:`label_token_ids`; for words that are not a task's label words)."""
     out: dict[str, list[int]] = {}
-    for word in task.label_words:
-        full = context + task.label_separator + word
+    for word in words:
+        full = context + separator + word
         enc = tokenizer(full, return_offsets_mapping=True, add_special_tokens=True)
         ids, offs = enc["input_ids"], enc["offset_mapping"]
         cut = len(context)

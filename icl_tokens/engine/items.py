@@ -24,7 +24,7 @@ import numpy as np
 from jaxtyping import Bool, Int
 
 from ..ablation.knockout import Knockout
-from ..categorize import BITS, TokenizedPrompt, label_token_ids
+from ..categorize import BITS, TokenizedPrompt, label_token_ids, words_token_ids
 from ..tasks import TaskSpec
 
 __all__ = ["Item", "LabelSet"]
@@ -56,21 +56,10 @@ class LabelSet:
     def from_words(cls, tokenizer: Any, words: Sequence[str], *, context: str,
                    separator: str = " ") -> "LabelSet":
         """Label ids for any words following ``context + separator`` (hand-written prompts)."""
-        out: dict[str, tuple[int, ...]] = {}
-        for w in words:
-            full = context + separator + w
-            enc = tokenizer(full, return_offsets_mapping=True, add_special_tokens=False)
-            cut = len(context)
-            if any(s < cut < e for s, e in enc["offset_mapping"]):
-                raise ValueError(f"label {w!r}: a token straddles the end of {context!r}.")
-            ids = tuple(int(t) for t, (s, e) in zip(enc["input_ids"], enc["offset_mapping"])
-                        if s >= cut and e > s)
-            if not ids:
-                raise ValueError(f"label {w!r} produced no tokens after {context!r}.")
-            out[w] = ids
-        if len(out) != len(words):
+        if len(set(words)) != len(words):
             raise ValueError(f"label words {list(words)} are not unique.")
-        return cls(tuple(words), out)
+        ids = words_token_ids(tokenizer, words, context, separator)
+        return cls(tuple(words), {w: tuple(v) for w, v in ids.items()})
 
     @property
     def max_len(self) -> int:
