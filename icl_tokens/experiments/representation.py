@@ -24,11 +24,11 @@ from ..categorize import categorize
 from ..engine.items import Item, LabelSet
 from ..episodes import Episode
 from ..prompts import build_prompt
-from ..tasks import TaskSpec
-from .config import RunConfig, check_common
+from ..tasks import Example, TaskSpec
+from .config import RunConfig
 from .runner import RunContext, run_experiment
 
-__all__ = ["AblationConfig", "run_ablation", "representation_items", "check_common"]
+__all__ = ["AblationConfig", "run_ablation", "representation_items", "prompt_item"]
 
 @dataclass
 class AblationConfig(RunConfig):
@@ -71,6 +71,17 @@ class AblationConfig(RunConfig):
         check_index_list("head", self.heads, int(model.cfg.n_heads))
 
 
+def prompt_item(task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episode,
+                test: Example, *, demos: bool = True, stopword_variant: str = "paper",
+                condition: str = "icl") -> Item:
+    """The categorized prompt of one test example (with the episode's demonstrations, or
+    none: the zero-shot prompt) as an item without a knockout; ``meta`` holds seed and k."""
+    tp = categorize(build_prompt(task, episode.demos if demos else [], test), tokenizer,
+                    stopword_variant=stopword_variant)
+    return Item.from_prompt(tp, labels, condition=condition,
+                            meta={"seed": episode.seed, "k": episode.k})
+
+
 def representation_items(
     task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episode,
     conditions: Sequence[str], knockout: Callable[[str], Knockout], *,
@@ -82,19 +93,16 @@ def representation_items(
         knockout: Condition name → its knockout (e.g. :meth:`AblationConfig.knockout`).
     """
     items: list[Item] = []
-    meta = {"seed": episode.seed, "k": episode.k}
     for test in episode.tests:
         icl = None
         for cond in conditions:
             if cond == ZERO_SHOT:
-                tp = categorize(build_prompt(task, [], test), tokenizer,
-                                stopword_variant=stopword_variant)
-                items.append(Item.from_prompt(tp, labels, condition=cond, meta=meta))
+                items.append(prompt_item(task, tokenizer, labels, episode, test, demos=False,
+                                         stopword_variant=stopword_variant, condition=cond))
                 continue
             if icl is None:
-                icl = Item.from_prompt(
-                    categorize(build_prompt(task, episode.demos, test), tokenizer,
-                               stopword_variant=stopword_variant), labels, meta=meta)
+                icl = prompt_item(task, tokenizer, labels, episode, test,
+                                  stopword_variant=stopword_variant)
             ko = knockout(cond)
             items.append(icl.with_knockout(ko if ko.blocks else None, cond))
     return items

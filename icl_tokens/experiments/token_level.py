@@ -21,13 +21,12 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from ..categorize import categorize
 from ..engine.items import Item, LabelSet
 from ..episodes import Episode
-from ..prompts import build_prompt
 from ..prompts.removal import SCOPES, TOKEN_CONDITIONS, TokenRemoval, parse_token_condition
 from ..tasks import TaskSpec
 from .config import RunConfig
+from .representation import prompt_item
 from .runner import RunContext, run_experiment
 
 __all__ = ["TokenAblationConfig", "token_items", "run_token_ablation", "REMOVAL_COLUMNS",
@@ -74,11 +73,9 @@ def token_items(task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episo
                 ) -> list[Item]:
     """One item per (test example, token-level condition) of an episode."""
     items: list[Item] = []
-    meta = {"seed": episode.seed, "k": episode.k}
     for test in episode.tests:
-        tp = categorize(build_prompt(task, episode.demos, test), tokenizer,
-                        stopword_variant=stopword_variant)
-        icl = Item.from_prompt(tp, labels, meta=meta)
+        icl = prompt_item(task, tokenizer, labels, episode, test,
+                          stopword_variant=stopword_variant)
         items.extend(r.apply(icl) for r in removals)  # type: ignore[misc]
     return items
 
