@@ -7,8 +7,9 @@ Modules: :mod:`~icl_tokens.cli.parser` (options and argument types),
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from .commands import categorize_records, cmd_ablate, cmd_categorize, cmd_quickstart
 from .parser import _int_list, build_parser
@@ -48,11 +49,23 @@ def _join_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _resolve(handler: str) -> Callable[[Any], int]:
+    """``"icl_tokens.cli.probe:cmd_probe"`` → the function (imported only when it runs).
+
+    A sub-command registers itself in :func:`~icl_tokens.cli.parser.build_parser` with
+    ``p.set_defaults(handler="module:function")``, so ``--help`` never imports experiment code."""
+    module, _, name = handler.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (errors print one clear line, exit 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(_join_dash_values(argv))
     try:
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return _resolve(handler)(args)
         if args.command == "categorize":
             return cmd_categorize(args)
         if args.command == "ablate":
