@@ -1,0 +1,231 @@
+"""Layer windows and head-level knockouts (issue 8 point 2): *where* the test example reads
+template/stopword information, and *where* the demonstrations aggregate content.
+
+A sweep slides a window of ``width`` consecutive layers over the model (every start). With
+``target="test"`` the test-example condition is applied only inside the window; with
+``target="block"`` the test-example condition applies in every layer and the aggregation block
+only inside the window. Rows carry the window in the condition name (``+template@L4-7``,
+``+template|agg@L4-7``) and in the columns ``base_condition``, ``target``, ``window_start`` and
+``window_end`` (inclusive; -1 for the reference rows: the condition in all layers, and for the
+block target the condition without any block).
+
+    >>> windows(18, 4)[:3]
+    [(0, 3), (1, 4), (2, 5)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..ablation.conditions import ZERO_SHOT, knockout_for, parse_conditions
+from ..ablation.knockout import Block, Knockout
+from ..engine.items import Item
+from ..episodes import Episode
+from ..experiments.config import RunConfig
+from ..experiments.representation import prompt_item
+from ..experiments.runner import RunContext, run_experiment
+from .block import AggregationBlock
+
+__all__ = ["WindowConfig", "run_layer_windows", "windows", "window_conditions",
+           "head_knockout", "top_heads", "random_heads", "window_curve", "WINDOW_COLUMNS",
+           "TARGETS"]
+
+TARGETS = ("test", "block")
+WINDOW_COLUMNS = ("base_condition", "target", "window_start", "window_end")
+
+
+def windows(n_layers: int, width: int) -> list[tuple[int, int]]:
+    """Every window of ``width`` consecutive layers: ``(start, end)`` with ``end`` inclusive."""
+    if not 1 <= width <= n_layers:
+        raise ValueError(f"window width {width} must be between 1 and the model's {n_layers} "
+                         "layers.")
+    return [(s, s + width - 1) for s in range(n_layers - width + 1)]
+
+
+def window_conditions(conditions: Sequence[str], target: str, spans: Sequence[tuple[int, int]]
+                      ) -> list[tuple[str, str, int, int]]:
+    """``(row condition, base condition, start, end)`` for every condition and window, after the
+    reference rows (``start = end = -1``)."""
+    out: list[tuple[str, str, int, int]] = []
+    for c in conditions:
+        if target == "test":
+            out.append((c, c, -1, -1))
+        else:
+            out += [(c, c, -1, -1), (f"{c}|agg", c, -1, -1)]
+        suffix = "|agg" if target == "block" else ""
+        out += [(f"{c}{suffix}@L{s}-{e}", c, s, e) for s, e in spans]
+    return out
+
+
+@dataclass
+class WindowConfig(RunConfig):
+    """A layer-window sweep.
+
+    Attributes:
+        conditions: Test-example conditions (representation level; not ``zero_shot``).
+        target: ``"test"`` (the condition inside the window) or ``"block"`` (the block inside
+            the window, the condition everywhere).
+        width: Window width in layers (``None``: ``n_layers // 4``, at least 1).
+        block_queries, block_scope: The block variant (``target="block"``).
+    """
+
+    conditions: tuple[str, ...] = ("+template", "+stopword", "icl-template")
+    target: str = "test"
+    width: int | None = None
+    block_queries: str = "all"
+    block_scope: str = "all"
+
+    level: ClassVar[str] = "layer-windows"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.conditions = tuple(parse_conditions(list(self.conditions)))
+        if ZERO_SHOT in self.conditions:
+            raise ValueError("zero_shot has no knockout to place in a layer window; drop it.")
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown window target {self.target!r}; use one of {TARGETS}.")
+        if self.width is not None and int(self.width) < 1:
+            raise ValueError(f"window width must be >= 1, got {self.width}.")
+        if self.k < 1:
+            raise ValueError("layer windows need demonstrations: use k >= 1.")
+        AggregationBlock(self.block_queries, self.block_scope, None,
+                         self.k if self.block_scope == "own" else None)
+
+    def resolved_width(self, n_layers: int) -> int:
+        return int(self.width) if self.width is not None else max(1, n_layers // 4)
+
+    def knockout(self, base: str, start: int, end: int, blocked: bool) -> Knockout:
+        """The knockout of one row (``start = -1``: all layers / no window)."""
+        span = None if start < 0 else tuple(range(start, end + 1))
+        k_own = self.k if self.block_scope == "own" else None
+        if self.target == "test":
+            return knockout_for(base, layers=span)
+        ko = knockout_for(base)
+        if blocked:
+            ko = ko | AggregationBlock(self.block_queries, self.block_scope, span, k_own).knockout()
+        return ko
+
+
+def _window_items(ctx: RunContext, ep: Episode, cfg: WindowConfig,
+                  rows: Sequence[tuple[str, str, int, int]]) -> list[Item]:
+    items: list[Item] = []
+    for test in ep.tests:
+        icl = prompt_item(ctx.task, ctx.tokenizer, ctx.labels, ep, test,
+                          stopword_variant=cfg.stopword_variant)
+        for name, base, s, e in rows:
+            blocked = cfg.target == "block" and ("|agg" in name)
+            ko = cfg.knockout(base, s, e, blocked)
+            it = icl.with_knockout(ko if ko.blocks else None, name)
+            items.append(dataclasses.replace(it, meta={
+                **it.meta, "base_condition": base, "target": cfg.target,
+                "window_start": s, "window_end": e}))
+    return items
+
+
+def run_layer_windows(
+    cfg: WindowConfig,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Run (or resume) a layer-window sweep; the model is needed first (its layer count)."""
+    from ..models import load_model, load_tokenizer
+
+    if model is None or tokenizer is None:
+        import torch
+
+        model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype))
+        tokenizer = load_tokenizer(cfg.model)
+    n_layers = int(model.cfg.n_layers)
+    rows = window_conditions(cfg.conditions, cfg.target,
+                             windows(n_layers, cfg.resolved_width(n_layers)))
+
+    def build(ctx: RunContext, ep: Episode) -> list[Item]:
+        return _window_items(ctx, ep, cfg, rows)
+
+    kw: dict[str, Any] = {} if log is None else {"log": log}
+    return run_experiment(cfg, build, [r[0] for r in rows], model=model, tokenizer=tokenizer,
+                          out=out, progress=progress, extra_columns=WINDOW_COLUMNS, **kw)
+
+
+def window_curve(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
+    """Accuracy (%) per window (rows ``L{start}-{end}``, after the reference rows ``all layers``
+    and, for the block target, ``no block``) × base condition (columns)."""
+    need = set(WINDOW_COLUMNS) | {metric, "condition"}
+    if not need <= set(df.columns):
+        raise ValueError(f"these rows lack {sorted(need - set(df.columns))}; run "
+                         "run_layer_windows first.")
+    d = df.assign(_acc=df[metric].astype(float) * 100)
+    start = d["window_start"].astype(int)
+    ref_name = np.where(d["condition"].str.endswith("|agg"), "all layers",
+                        np.where(d["target"] == "block", "no block", "all layers"))
+    d["window"] = np.where(start < 0, ref_name,
+                           "L" + d["window_start"].astype(str) + "-" + d["window_end"].astype(str))
+    table = d.pivot_table(index="window", columns="base_condition", values="_acc",
+                          aggfunc="mean", sort=False)
+    order = [w for w in ("no block", "all layers") if w in table.index]
+    order += sorted((w for w in table.index if w not in order),
+                    key=lambda w: int(w[1:].split("-")[0]))
+    return table.loc[order, list(dict.fromkeys(d["base_condition"]))]
+
+
+def head_knockout(condition: str, heads: Iterable[tuple[int, int]], *, name: str | None = None
+                  ) -> Knockout:
+    """The condition's knockout restricted to these ``(layer, head)`` pairs (one block per
+    layer with its heads)."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(int(layer), []).append(int(head))
+    if not by_layer:
+        raise ValueError("head_knockout needs at least one (layer, head) pair.")
+    base = knockout_for(condition)
+    if not base.blocks:
+        raise ValueError(f"condition {condition!r} hides nothing; choose a masked condition.")
+    blocks = tuple(Block(b.queries, b.keys, layers=(layer,), heads=tuple(sorted(hs)))
+                   for layer, hs in sorted(by_layer.items()) for b in base.blocks)
+    return Knockout(blocks, name=name or f"{base.name}@{len(list(_pairs(by_layer)))}heads",
+                    mode=base.mode)
+
+
+def _pairs(by_layer: dict[int, list[int]]) -> Iterable[tuple[int, int]]:
+    for layer, hs in by_layer.items():
+        for h in hs:
+            yield layer, h
+
+
+def top_heads(mass: pd.DataFrame, category: str = "template", n: int = 8, *,
+              value: str = "mass") -> list[tuple[int, int]]:
+    """The ``n`` (layer, head) pairs with the largest mean ``value`` on ``category`` in an
+    attention-mass table (columns ``layer``, ``head``, ``category`` and ``value``)."""
+    need = {"layer", "head", "category", value}
+    if not need <= set(mass.columns):
+        raise ValueError(f"attention-mass table lacks columns {sorted(need - set(mass.columns))}.")
+    sub = mass[mass["category"] == category]
+    if sub.empty:
+        have = sorted(set(mass["category"]))
+        raise ValueError(f"no rows for category {category!r}; have {have}.")
+    mean = sub.groupby(["layer", "head"])[value].mean().sort_values(ascending=False, kind="stable")
+    if n > len(mean):
+        raise ValueError(f"asked for {n} heads; the table has {len(mean)}.")
+    return [(int(layer), int(h)) for layer, h in mean.index[:n]]
+
+
+def random_heads(n_layers: int, n_heads: int, n: int, seed: int,
+                 exclude: Iterable[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+    """``n`` (layer, head) pairs drawn uniformly without replacement (a control for
+    :func:`top_heads`), avoiding ``exclude``."""
+    ex = set(exclude)
+    pool = [(la, h) for la in range(n_layers) for h in range(n_heads) if (la, h) not in ex]
+    if n > len(pool):
+        raise ValueError(f"asked for {n} random heads; only {len(pool)} are left.")
+    idx = np.random.default_rng(seed).choice(len(pool), size=n, replace=False)
+    return sorted(pool[i] for i in idx)

@@ -1,0 +1,62 @@
+"""Sub-commands of the aggregation experiments: ``windows`` (layer-window sweeps) and
+``control`` (the count-matched random control). ``ablate --aggregation`` lives in
+:mod:`~icl_tokens.cli.commands`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .commands import _output_path
+
+__all__ = ["cmd_windows", "cmd_control"]
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(model=args.model, task=args.task, seeds=tuple(args.seeds), k=args.k,
+                n_test=args.n_test, scoring=args.scoring, engine=args.engine,
+                stopword_variant=args.stopword_variant, data_source=args.data_source,
+                batch_size=args.batch_size, dtype=args.dtype, device=args.device)
+
+
+def _conditions(text: str) -> tuple[str, ...]:
+    conds = tuple(c.strip() for c in text.split(",") if c.strip())
+    if not conds:
+        raise ValueError("--conditions is empty; give a comma list such as +template,+stopword.")
+    return conds
+
+
+def cmd_windows(args: argparse.Namespace) -> int:
+    """Layer-window sweep; prints accuracy per window start for each condition."""
+    from ..aggregation.windows import WindowConfig, run_layer_windows, window_curve
+
+    out = _output_path(args.out, "windows.csv")
+    cfg = WindowConfig(**_common(args), conditions=_conditions(args.conditions),
+                       target=args.target, width=args.width, block_queries=args.agg_queries,
+                       block_scope=args.agg_scope)
+    df = run_layer_windows(cfg, out=out, progress=not args.no_progress)
+    metric = "correct"
+    print(f"accuracy (%, {args.scoring}) per layer window (target {args.target}); "
+          f"{df.attrs.get('data')}:")
+    print(window_curve(df, metric).round(1).to_string())
+    print(f"rows: {out}")
+    return 0
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """Count-matched random control; prints each condition beside its random draws."""
+    from ..experiments.random_control import (
+        RandomControlConfig,
+        control_table,
+        run_random_control,
+    )
+
+    out = _output_path(args.out, "control.csv")
+    cfg = RandomControlConfig(**_common(args), conditions=_conditions(args.conditions),
+                              draws=args.draws)
+    df = run_random_control(cfg, out=out, progress=not args.no_progress)
+    print(f"accuracy (%, {args.scoring}): each condition beside {args.draws} random draws that "
+          f"hide as many demonstration tokens; {df.attrs.get('data')}:")
+    print(control_table(df).round(1).to_string())
+    print(f"rows: {out}")
+    return 0
