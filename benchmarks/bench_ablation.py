@@ -5,8 +5,9 @@ Prints (does not assert), all measured in this one run on the same episode, thro
 :func:`icl_tokens.experiments.run_experiment` with a results CSV, exactly as the CLI does:
 
 1. the 8 mask conditions of Tables 2/3, cached vs naive (target >= 8x and >= 0.9 x the bound);
-2. a demonstration-internal sweep: 3 prefix-side variants (aggregation blocks inside the
-   demonstrations) x the 8 conditions, cached (one prefix per variant) vs naive (target >= 6x);
+2. the aggregation sweep: 5 variants of the aggregation block (prefix-side interventions inside
+   the demonstrations: all carriers, T_out, labels, the final ':', own demonstration only) x the
+   8 conditions, cached (one prefix per variant) vs naive (target >= 6x);
 3. the hook overhead: the cached run of (1) vs the same cached forwards without knockouts
    (target <= 10%);
 4. token-level ablation (Table 4's conditions, one prefix per condition and seed), cached vs
@@ -37,22 +38,24 @@ from typing import Any
 
 import torch
 
-from icl_tokens.ablation import Block, Knockout, Sel
+from icl_tokens.aggregation.block import aggregation_knockout
 from icl_tokens.engine.items import Item
 from icl_tokens.experiments import AblationConfig, RunContext, run_ablation, run_experiment
 from icl_tokens.experiments.representation import representation_items
 
 CONDITIONS = ("icl", "icl-template", "icl-stopword", "icl-content", "+template", "+stopword",
               "+content", "none")
-_PURE_CONTENT = Sel.part("demo") & Sel.category("content") & ~Sel.category(
-    "template", "stopword", "label")
-#: Three prefix-side interventions (information aggregation inside the demonstrations).
-VARIANTS = {
-    "agg-all": Knockout((Block(Sel.part("demo") & Sel.category("template", "stopword", "label")
-                               & ~Sel.category("content"), _PURE_CONTENT),), name="agg-all"),
-    "agg-t_out": Knockout((Block(Sel.role("demo_*.t_out.*"), _PURE_CONTENT),), name="agg-t_out"),
-    "agg-label": Knockout((Block(Sel.category("label"), _PURE_CONTENT),), name="agg-label"),
-}
+#: The aggregation sweep (issue 8): block variants inside the demonstrations (prefix-side
+#: interventions, one prefix each), the block of :mod:`icl_tokens.aggregation.block`.
+def variants(k: int) -> dict[str, Any]:
+    """The block variants for prompts of ``k`` demonstrations."""
+    return {
+        "agg": aggregation_knockout(),
+        "agg[t_out]": aggregation_knockout("t_out"),
+        "agg[label]": aggregation_knockout("label"),
+        "agg[last_colon]": aggregation_knockout("last_colon"),
+        "agg[own]": aggregation_knockout(scope="own", k=k),
+    }
 
 LLAMA_SHAPES = {
     "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
@@ -149,6 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--token-level", action="store_true",
                    help="also time the token-level ablation (5 conditions)")
     args = p.parse_args(argv)
+    VARIANTS = variants(args.k)
     dtype = getattr(torch, args.dtype)
     torch.set_grad_enabled(False)
 
@@ -272,7 +276,7 @@ def main(argv=None) -> int:
         sgen = _gen_lens(sdf_c, tok, sitems, args.scoring)
         sb, sbn, sbc = bound(sitems, sgen, L, H)
         sr = best["sweep_naive"] / best["sweep_cached"]
-        print(f"2. demonstration-internal sweep ({len(VARIANTS)} prefix-side variants x 8 "
+        print(f"2. aggregation sweep ({len(VARIANTS)} block variants x 8 "
               f"conditions): cached / naive = {sr:.1f}x; token-count bound {sb:.1f}x "
               f"({sbn} / {sbc}) (target >= 6x)")
         _agree("sweep", out["sweep_naive"][0], sdf_c, tok)
