@@ -79,6 +79,21 @@ def _non_negative(text: str) -> int:
     return v
 
 
+def _shard(text: str) -> str:
+    """``--shard K/N`` (1 <= K <= N), checked here so a bad spec fails before anything runs."""
+    from ..results.shard import parse_shard
+
+    try:
+        return str(parse_shard(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _batch_size(text: str) -> int | str:
+    """A positive integer, or ``auto`` (start large, halve on CUDA out-of-memory)."""
+    return "auto" if text == "auto" else _positive(text)
+
+
 def _add_common(p: argparse.ArgumentParser, *, many_seeds: bool) -> None:
     p.add_argument("--model", default="gemma-3-270m",
                    help="gemma-3-270m (default, offline), smollm2-135m, a local HF folder "
@@ -141,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for a name that starts with '-')")
     a.add_argument("--scoring", default="generate", choices=["generate", "label"])
     a.add_argument("--engine", default="cached", choices=["cached", "naive"])
-    a.add_argument("--batch-size", type=_positive, default=16)
+    a.add_argument("--batch-size", type=_batch_size, default=16,
+                   help="rows per forward (default 16), or 'auto'; on CUDA out-of-memory the "
+                        "batch is halved and retried")
     a.add_argument("--hide-bos", action="store_true", help="also hide BOS (Appendix B accident)")
     a.add_argument("--query-scope", default="test", choices=["test", "last"])
     a.add_argument("--layers", type=_int_list, default=None,
@@ -155,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     a.add_argument("--out", required=True,
                    help="CSV path (resumable); a .meta.json sidecar is written")
+    a.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="score only shard K of N of the run's (seed, block of examples) units, "
+                        "into its own resumable --out; join them with 'merge' (docs/scale.md)")
     a.add_argument("--no-progress", action="store_true")
 
     q = sub.add_parser("quickstart",
@@ -164,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seeds", type=_seeds, default=[0, 1])
     q.add_argument("--model", default="gemma-3-270m")
     q.add_argument("--no-progress", action="store_true")
+
+    m = sub.add_parser("merge", help="merge the --shard K/N CSVs of one run into one CSV equal "
+                       "to the unsharded run")
+    m.add_argument("out", help="the merged CSV (must not exist)")
+    m.add_argument("shards", nargs="+", help="every shard CSV of the run (1/N ... N/N)")
+    m.set_defaults(handler="icl_tokens.cli.merge:cmd_merge")
 
     sub.add_parser("tasks", help="list the shipped task definitions")
     sub.add_parser("models", help="list the offline model names")

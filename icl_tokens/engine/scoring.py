@@ -38,7 +38,7 @@ from .items import Item
 from .prefix_cache import Prefix, PrefixCache
 
 __all__ = ["RowResult", "ENGINES", "SCORINGS", "NumericsError", "parse_prediction",
-           "score_items", "resolve_knockouts"]
+           "score_items", "resolve_knockouts", "BatchSize", "AUTO_BATCH_START"]
 
 ENGINES = ("cached", "naive")
 SCORINGS = ("generate", "label")
@@ -46,6 +46,49 @@ SCORINGS = ("generate", "label")
 
 class NumericsError(RuntimeError):
     """Scores became NaN or infinite (typically a dtype with too little range, e.g. float16)."""
+
+
+#: Where ``batch_size="auto"`` starts (then halves on out-of-memory).
+AUTO_BATCH_START = 64
+
+
+@dataclass
+class BatchSize:
+    """Rows per forward, halved and remembered when a batch runs out of GPU memory.
+
+    Pass one object to every :func:`score_items` call of a run so a size learned once is kept;
+    ``notes`` records each halving. ``BatchSize.of("auto")`` starts at :data:`AUTO_BATCH_START`.
+    """
+
+    size: int
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, batch_size: int | str | BatchSize) -> BatchSize:
+        if isinstance(batch_size, BatchSize):
+            return batch_size
+        if batch_size == "auto":
+            return cls(AUTO_BATCH_START)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1 or 'auto', got {batch_size!r}.")
+        return cls(batch_size)
+
+    def halve(self, failed: int) -> int:
+        """After a batch of ``failed`` rows ran out of memory: the new (smaller) size."""
+        new = max(1, failed // 2)
+        if new < self.size:
+            self.notes.append(f"out of memory with {failed} rows per batch; continuing with {new}")
+            self.size = new
+        return self.size
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError)
+
+
+def _free_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -113,9 +156,13 @@ def resolve_knockouts(model: Any, items: Sequence[Item]) -> list[ResolvedKnockou
     return out
 
 
-def _chunks(idx: Sequence[int], size: int) -> Iterable[list[int]]:
-    for s in range(0, len(idx), size):
-        yield list(idx[s : s + size])
+def _chunks(idx: Sequence[int], size: int | Callable[[], int]) -> Iterable[list[int]]:
+    """Consecutive chunks; a callable size is read at every chunk (it may shrink meanwhile)."""
+    s = 0
+    while s < len(idx):
+        n = size() if callable(size) else size
+        yield list(idx[s : s + n])
+        s += n
 
 
 def _mode(items: Sequence[Item], i: int) -> str:
@@ -125,7 +172,7 @@ def _mode(items: Sequence[Item], i: int) -> str:
 
 def _batches(
     model: Any, items: Sequence[Item], kos: Sequence[ResolvedKnockout | None], engine: str,
-    batch_size: int, cache: PrefixCache,
+    batch_size: int | Callable[[], int], cache: PrefixCache,
 ) -> Iterable[tuple[list[int], bool, Prefix | None, str]]:
     """Yield (item indices, cached?, prefix, mode); rows sorted by length within a group."""
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
@@ -216,7 +263,7 @@ def score_items(
     *,
     scoring: str = "generate",
     engine: str = "cached",
-    batch_size: int = 16,
+    batch_size: int | str | BatchSize = 16,
     max_new_tokens: int | None = None,
     progress: Callable[[int], None] | None = None,
     prefix_cache: PrefixCache | None = None,
@@ -230,7 +277,10 @@ def score_items(
         items: The :class:`~icl_tokens.engine.items.Item` s, each with its knockout.
         scoring: ``"generate"`` or ``"label"``.
         engine: ``"cached"`` or ``"naive"``.
-        batch_size: Rows per forward.
+        batch_size: Rows per forward, ``"auto"`` (start at :data:`AUTO_BATCH_START`), or a
+            :class:`BatchSize` shared across calls. A batch that raises
+            ``torch.cuda.OutOfMemoryError`` is split in halves and retried, and later batches
+            use the smaller size; one row out of memory is an error.
         max_new_tokens: Default: longest label (tokens, in context) + 2.
         progress: Called with the number of rows finished after each batch.
         prefix_cache: Reuse prefix caches across calls (only for the cached engine, and only
@@ -248,8 +298,7 @@ def score_items(
         raise ValueError(f"unknown scoring {scoring!r}; use one of {SCORINGS}.")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use one of {ENGINES}.")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1.")
+    sizer = BatchSize.of(batch_size)
     pad_id = _pad_id(tokenizer)
     if max_new_tokens is None:
         max_new_tokens = max(it.labels.max_len for it in items) + 2
@@ -258,7 +307,8 @@ def score_items(
     cache = PrefixCache() if prefix_cache is None else prefix_cache
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     results: list[RowResult | None] = [None] * len(items)
-    for idx, cached, prefix, mode in _batches(model, items, kos, engine, batch_size, cache):
+
+    def run(idx: list[int], cached: bool, prefix: Any, mode: str) -> None:
         def make(sub: list[int], cached: bool = cached, prefix: Any = prefix,
                  mode: str = mode) -> Batch:
             return Batch(model, [items[i] for i in sub], [kos[i] for i in sub], pad_id=pad_id,
@@ -285,6 +335,26 @@ def score_items(
             results[i] = res
         if progress is not None:
             progress(len(idx))
+
+    for idx, cached, prefix, mode in _batches(model, items, kos, engine, lambda: sizer.size,
+                                              cache):
+        todo = [idx]
+        while todo:
+            part = todo.pop(0)
+            try:
+                run(part, cached, prefix, mode)
+                continue
+            except Exception as err:  # noqa: BLE001 (only out-of-memory is retried)
+                if not _is_oom(err):
+                    raise
+                if len(part) == 1:
+                    raise RuntimeError(
+                        f"out of GPU memory scoring a single row ({len(items[part[0]])} tokens, "
+                        f"example {items[part[0]].example_id}): use --dtype bfloat16, a smaller "
+                        "model, or load it across GPUs (device_map, docs/scale.md).") from err
+            half = sizer.halve(len(part))  # outside the except: the failed batch is freed
+            _free_memory()
+            todo[:0] = [part[s : s + half] for s in range(0, len(part), half)]
     return [r for r in results if r is not None]
 
 

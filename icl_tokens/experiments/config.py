@@ -42,10 +42,15 @@ def check_common(cfg: Any) -> None:
         raise ValueError(f"unknown scoring {cfg.scoring!r}; use one of {SCORINGS}.")
     if cfg.engine not in ENGINES:
         raise ValueError(f"unknown engine {cfg.engine!r}; use one of {ENGINES}.")
-    if cfg.batch_size < 1 or cfg.chunk_examples < 1:
+    auto = cfg.batch_size == "auto"  # the engine starts large and halves on out-of-memory
+    if (not auto and int(cfg.batch_size) < 1) or cfg.chunk_examples < 1:
         raise ValueError("batch_size and chunk_examples must be >= 1.")
     if cfg.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {cfg.dtype!r}; use one of {DTYPES}.")
+    if getattr(cfg, "shard", None) is not None:
+        from ..results.shard import parse_shard
+
+        cfg.shard = str(parse_shard(cfg.shard))
     if cfg.stopword_variant not in STOPWORD_VARIANTS:
         raise ValueError(f"unknown stopword variant {cfg.stopword_variant!r}; use one of "
                          f"{STOPWORD_VARIANTS}.")
@@ -68,6 +73,8 @@ class RunConfig:
     chunk_examples: int = 8
     dtype: str = "float32"
     device: str | None = None
+    #: ``"K/N"``: score only shard K of N of the run's work units (:mod:`icl_tokens.results.shard`).
+    shard: str | None = None
 
     #: The experiment's name in the identity (``ablate --level``).
     level: ClassVar[str] = "representation"
@@ -80,4 +87,8 @@ class RunConfig:
         d = {k: list(v) if isinstance(v, tuple) else v
              for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_IDENTITY}
         d["level"] = self.level
+        d.pop("shard", None)  # unsharded: the identity of older runs
+        if self.shard is not None:  # the shards of one run share chunk_examples (their units)
+            d["shard"] = self.shard
+            d["shard_unit_examples"] = self.chunk_examples
         return d

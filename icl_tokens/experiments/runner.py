@@ -24,7 +24,7 @@ import pandas as pd
 from ..data import TaskData, load_task_data
 from ..engine.items import Item, LabelSet
 from ..engine.prefix_cache import PrefixCache
-from ..engine.scoring import RowResult, score_items
+from ..engine.scoring import BatchSize, RowResult, score_items
 from ..episodes import Episode, sample_episode
 from ..results import ResultsFile
 from ..tasks import TaskSpec, load_task
@@ -159,6 +159,12 @@ def run_experiment(
     log(f"data: {data.source} ({data.location}); {data.notes}")
     episodes = [sample_episode(data, s, k=cfg.k, n_test=cfg.n_test) for s in cfg.seeds]
     conditions = list(conditions)
+    shard_plan = None
+    if getattr(cfg, "shard", None) is not None:  # only this shard's work units
+        from ..results.shard import run_plan, shard_episodes
+
+        shard_plan = run_plan(episodes, conditions, cfg.chunk_examples)
+        episodes = shard_episodes(episodes, cfg.shard, cfg.chunk_examples)
     expected = {(str(e.seed), t.id, c) for e in episodes for t in e.tests for c in conditions}
     columns = result_columns(task, extra_columns)
     if model is not None:
@@ -167,7 +173,8 @@ def run_experiment(
         device = check_device(cfg.device)
     identity = _identity(cfg, task, data, device)
     sidecar_meta = {**(meta or {}), "versions": library_versions(),
-                    "config": dataclasses.asdict(cfg)}
+                    "config": dataclasses.asdict(cfg),
+                    **({"shard_plan": shard_plan} if shard_plan is not None else {})}
     store: ResultsFile | None = None
     if out is not None and Path(out).exists():  # resume: nothing is created
         store = ResultsFile(out, columns, identity, sidecar_meta, expected_keys=expected)
@@ -218,6 +225,7 @@ def _score_all(cfg: Any, task: TaskSpec, data: TaskData, episodes: list[Episode]
                extra: Sequence[str], total: int) -> list[dict[str, Any]]:
     ctx = RunContext(task, data, tokenizer, LabelSet.for_task(task, tokenizer), model)
     window = sliding_window(model)
+    sizer = BatchSize.of(cfg.batch_size)  # one per run: a size halved on out-of-memory stays
     long_prompts = 0
     rows: list[dict[str, Any]] = []
     bar = _progress(total, len(store.done) if store else 0, progress)
@@ -235,7 +243,7 @@ def _score_all(cfg: Any, task: TaskSpec, data: TaskData, episodes: list[Episode]
                     items = [it for it in items
                              if not store.is_done(ep.seed, it.example_id, it.condition)]
                 res = score_items(model, tokenizer, items, scoring=cfg.scoring,
-                                  engine=cfg.engine, batch_size=cfg.batch_size,
+                                  engine=cfg.engine, batch_size=sizer,
                                   prefix_cache=prefix_cache,
                                   progress=bar.update if bar else None)
                 new = [result_row(cfg, task, r, extra) for r in res]
@@ -245,6 +253,8 @@ def _score_all(cfg: Any, task: TaskSpec, data: TaskData, episodes: list[Episode]
     finally:
         if bar:
             bar.close()
+    for note in sizer.notes:
+        log(f"note: {note}")
     if long_prompts:
         log(f"note: {long_prompts} scored prompts are longer than the model's sliding window "
             f"({window} tokens): its local-attention layers already hide the farthest keys "
