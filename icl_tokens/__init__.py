@@ -36,3 +36,14 @@ __all__ = [
     "list_tasks", "load_model", "load_task", "load_task_data", "load_tokenizer", "paper_layout",
     "run_ablation", "run_experiment", "sample_episode", "sample_episodes", "score_items",
 ]
+__all__ += ["explore"]
+
+
+def __getattr__(name: str) -> object:
+    """``icl_tokens.explore`` loads on first use (it never imports ipywidgets until a widget
+    is built); call it as ``icl_tokens.explore(model, tokenizer, task=...)``."""
+    if name == "explore":
+        import importlib
+
+        return importlib.import_module(".explore", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
