@@ -1,0 +1,115 @@
+"""Continuous per-example metrics from tidy rows, for effects accuracy cannot see.
+
+A small model may predict the same label for every example under every condition (SmolLM2-135M
+on SST-2: accuracy 66.7 % everywhere), while the log-probabilities of the labels still move by
+condition. The runner writes, for every row, ``score_<label>``: the teacher-forced
+log-probability (natural log, over the full vocabulary) of ``" " + label`` (all its tokens)
+after the prompt, under the row's knockout (:func:`icl_tokens.experiments.runner.result_row`).
+From these columns alone, so every experiment gets them:
+
+* ``gold_score``: the gold label's log-probability;
+* ``best_other_score``: the highest log-probability of any other label;
+* ``margin = gold_score − best_other_score`` (> 0 exactly when the label-restricted prediction
+  is right, up to ties): **the continuous metric**;
+* ``gold_prob``: the gold label's probability renormalised over the label set (softmax of the
+  scores);
+* ``pred_score``: the log-probability of the label-restricted prediction.
+
+:func:`continuous_table` gives every cell's mean with its hierarchical bootstrap interval, and
+:func:`paired_metric_tests` the paired tests between conditions over examples and seeds
+(:mod:`icl_tokens.analysis.stats`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..results.records import SCORE_PREFIX
+from .stats import TABLE15_PAIRS, bootstrap_ci, paired_differences
+
+__all__ = ["CONTINUOUS_COLUMNS", "label_words", "label_scores", "add_continuous_metrics",
+           "continuous_table", "paired_metric_tests"]
+
+#: The columns :func:`add_continuous_metrics` adds.
+CONTINUOUS_COLUMNS = ("gold_score", "best_other_score", "margin", "gold_prob", "pred_score")
+
+
+def label_words(df: pd.DataFrame) -> list[str]:
+    """The label words with a ``score_<label>`` column, in column order."""
+    words = [c[len(SCORE_PREFIX):] for c in df.columns if c.startswith(SCORE_PREFIX)]
+    if not words:
+        raise ValueError("the rows have no score_<label> columns; they come from the runner "
+                         "(icl_tokens.experiments.runner.result_columns).")
+    return words
+
+
+def label_scores(rows: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """``(labels, Float[n_rows, n_labels])`` of one task's rows (every label column filled).
+
+    Raises:
+        ValueError: rows of tasks with different label sets mixed, or a missing score.
+    """
+    cols = rows[[SCORE_PREFIX + w for w in label_words(rows)]].apply(pd.to_numeric,
+                                                                     errors="coerce")
+    words = [w for w in label_words(rows) if cols[SCORE_PREFIX + w].notna().any()]
+    scores = cols[[SCORE_PREFIX + w for w in words]]
+    bad = int(scores.isna().any(axis=1).sum())
+    if bad:
+        raise ValueError(f"{bad} row(s) lack a score for some of the labels {words}; rows of tasks "
+                         "with different label sets must be passed one task at a time (or "
+                         "concatenated after add_continuous_metrics).")
+    return words, scores.to_numpy(float)
+
+
+def _task_metrics(rows: pd.DataFrame) -> pd.DataFrame:
+    words, s = label_scores(rows)
+    gold = rows["gold"].astype(str).to_numpy()
+    unknown = sorted(set(gold) - set(words))
+    if unknown:
+        raise ValueError(f"gold label(s) {unknown} have no score column (labels {words}).")
+    gi = np.array([words.index(g) for g in gold])
+    n = np.arange(len(rows))
+    gold_s = s[n, gi]
+    other = s.copy()
+    other[n, gi] = -np.inf
+    best_other = other.max(axis=1) if len(words) > 1 else np.full(len(rows), np.nan)
+    z = s - s.max(axis=1, keepdims=True)
+    prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    pred = s.max(axis=1)
+    return pd.DataFrame({"gold_score": gold_s, "best_other_score": best_other,
+                         "margin": gold_s - best_other, "gold_prob": prob[n, gi],
+                         "pred_score": pred}, index=rows.index)
+
+
+def add_continuous_metrics(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of the tidy rows with the :data:`CONTINUOUS_COLUMNS` (per task, so rows of
+    several tasks may be mixed)."""
+    out = df.copy()
+    parts = [_task_metrics(rows) for _, rows in df.groupby("task", sort=False)]
+    metrics = pd.concat(parts).loc[df.index]
+    for c in CONTINUOUS_COLUMNS:
+        out[c] = metrics[c].to_numpy()
+    return out
+
+
+def continuous_table(df: pd.DataFrame, metric: str = "margin", *, n_boot: int = 2000,
+                     level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Every (model, task, condition) cell's mean ``metric`` (mean over seeds of the per-seed
+    mean) with its hierarchical bootstrap interval (:func:`~.stats.bootstrap_ci`)."""
+    rows = df if metric in df.columns else add_continuous_metrics(df)
+    return bootstrap_ci(rows, metric, n_boot=n_boot, level=level, seed=seed)
+
+
+def paired_metric_tests(
+    df: pd.DataFrame,
+    pairs: Sequence[tuple[str, str, str]] | Sequence[tuple[str, str]] = TABLE15_PAIRS,
+    metric: str = "margin", *, n_boot: int = 2000, seed: int = 0,
+) -> pd.DataFrame:
+    """Paired differences of ``metric`` between conditions over examples and seeds (mean
+    difference, bootstrap interval, t-tests and d_z; :func:`~.stats.paired_differences`).
+    Pairs whose conditions the rows lack are an error."""
+    rows = df if metric in df.columns else add_continuous_metrics(df)
+    return paired_differences(rows, pairs, metric=metric, n_boot=n_boot, seed=seed)
