@@ -203,7 +203,8 @@ def attention_mass(
         batch_size: Items per forward.
         knockout: Applied to every item during the forward (``None``: each item's own).
         item_columns: Item → extra columns for its rows (default: ``seed`` from ``item.meta``
-            when present, ``example_id``, ``condition``).
+            when present, ``example_id``, and ``knockout``: the item's condition, or
+            ``knockout.name`` when ``knockout`` is given).
 
     Returns:
         :data:`MASS_COLUMNS` plus ``scope`` and the item columns, one row per (item, scope,
@@ -214,7 +215,7 @@ def attention_mass(
         raise ValueError(f"unknown query scopes {bad or list(scopes)}; choose from "
                          f"{list(QUERY_SCOPES)}.")
     if knockout is not None:
-        items = [it.with_knockout(knockout, it.condition) for it in items]
+        items = [it.with_knockout(knockout, knockout.name) for it in items]
     cols = item_columns or _default_columns
     names = pattern_names(int(model.cfg.n_layers))
     union = Sel.nothing()
@@ -244,7 +245,7 @@ def _default_columns(item: Item) -> dict[str, Any]:
     if "seed" in item.meta:
         out["seed"] = item.meta["seed"]
     out["example_id"] = item.example_id
-    out["condition"] = item.condition
+    out["knockout"] = item.condition
     return out
 
 

@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("shards", nargs="+", help="every shard CSV of the run (1/N ... N/N)")
     m.set_defaults(handler="icl_tokens.cli.merge:cmd_merge")
 
+    from .probe import add_probe_parsers  # ``probe`` and ``attention`` (issue 8 points 3, 4)
+
+    add_probe_parsers(sub, _add_common, _int_list, _positive)
+
     sub.add_parser("tasks", help="list the shipped task definitions")
     sub.add_parser("models", help="list the offline model names")
     return parser

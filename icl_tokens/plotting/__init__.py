@@ -13,12 +13,13 @@ downloads Chrome for static export) are never imported; figures are saved as sel
 Tests check figure data (``fig.data[0].z``, ``.y``), never pixels.
 
 Modules: :mod:`.base` (imshow, whitespace, saving), :mod:`.tokens` (token HTML, mask heatmap),
-:mod:`.accuracy` (accuracy bars).
+:mod:`.accuracy` (accuracy bars), :mod:`.aggregation` (probe curves, attention-mass heatmaps).
 """
 
 from __future__ import annotations
 
 from .accuracy import _condition_order, _paper_long, _pick, accuracy_bar
+from .aggregation import mass_heatmap, mass_table, probe_curves
 from .base import (
     _PX_IMSHOW_KW,
     _WHITESPACE,
@@ -47,6 +48,9 @@ __all__ = [
     "figure_json",
     "imshow",
     "mask_heatmap",
+    "mass_heatmap",
+    "mass_table",
+    "probe_curves",
     "save_figure",
     "token_category_html",
     "token_text",

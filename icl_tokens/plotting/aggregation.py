@@ -1,0 +1,140 @@
+"""Aggregation figures: probe accuracy per layer with its baseline/control band, and layer ×
+key-category attention-mass heatmaps. Built from the tidy tables of
+:mod:`icl_tokens.aggregation.probes` / :mod:`~icl_tokens.aggregation.attention_mass` (or their
+CSVs); save with :func:`~icl_tokens.plotting.base.save_figure` (offline HTML + JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .base import imshow
+
+__all__ = ["probe_curves", "mass_heatmap", "mass_table"]
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+_DASH = {0: "solid", 1: "dash", 2: "dot", 3: "dashdot"}
+
+
+def _need(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} needs columns {missing}; the table has {list(df.columns)}.")
+
+
+def probe_curves(df: pd.DataFrame, *, positions: Sequence[str] | None = None,
+                 title: str = "Probe accuracy by layer", cols: int = 3) -> go.Figure:
+    """One panel per probe position: accuracy by layer (a line per knockout, mean over seeds)
+    and a grey band from the majority baseline to the control task's accuracy.
+
+    Args:
+        df: Rows with ``position``, ``layer``, ``knockout``, ``accuracy``, ``majority``,
+            ``control`` (:func:`~icl_tokens.aggregation.probes.run_probes` or the ``probe`` CSV).
+        positions: Panels in this order (default: the table's order).
+        title: Figure title.
+        cols: Panels per row.
+
+    Trace names are ``{position} {knockout}`` (accuracy), ``{position} {knockout} control``
+    and ``{position} {knockout} majority``; ``y`` is the mean over seeds per layer.
+    """
+    _need(df, ("position", "layer", "knockout", "accuracy", "majority", "control"),
+          "probe_curves")
+    if df.empty:
+        raise ValueError("probe_curves got an empty table.")
+    order = list(dict.fromkeys(df["position"])) if positions is None else list(positions)
+    unknown = [p for p in order if p not in set(df["position"])]
+    if unknown:
+        raise ValueError(f"positions {unknown} are not in the table; it has "
+                         f"{sorted(set(df['position']))}.")
+    kos = list(dict.fromkeys(df["knockout"]))
+    rows = int(np.ceil(len(order) / cols))
+    fig = make_subplots(rows=rows, cols=min(cols, len(order)), subplot_titles=order,
+                        shared_yaxes=True, horizontal_spacing=0.04, vertical_spacing=0.12)
+    for i, pos in enumerate(order):
+        r, c = i // cols + 1, i % cols + 1
+        for j, kn in enumerate(kos):
+            g = df[(df.position == pos) & (df.knockout == kn)]
+            if g.empty:
+                continue
+            g = g.groupby("layer", sort=True)[["accuracy", "majority", "control"]].mean()
+            x = g.index.to_list()
+            color = _COLORS[j % len(_COLORS)]
+            lo = np.minimum(g["majority"], g["control"]).to_list()
+            hi = np.maximum(g["majority"], g["control"]).to_list()
+            fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself",
+                                     fillcolor="rgba(128,128,128,0.18)", line={"width": 0},
+                                     hoverinfo="skip", showlegend=False,
+                                     name=f"{pos} {kn} band"), row=r, col=c)
+            fig.add_trace(go.Scatter(x=x, y=g["majority"].to_list(), mode="lines",
+                                     line={"color": "grey", "dash": "dot", "width": 1},
+                                     name=f"{pos} {kn} majority", legendgroup="majority",
+                                     showlegend=i == 0 and j == 0), row=r, col=c)
+            fig.add_trace(go.Scatter(x=x, y=g["control"].to_list(), mode="lines",
+                                     line={"color": color, "dash": "dot", "width": 1},
+                                     name=f"{pos} {kn} control", legendgroup=f"{kn} control",
+                                     showlegend=i == 0), row=r, col=c)
+            fig.add_trace(go.Scatter(x=x, y=g["accuracy"].to_list(), mode="lines+markers",
+                                     line={"color": color, "dash": _DASH[j % 4]},
+                                     name=f"{pos} {kn}", legendgroup=kn, showlegend=i == 0),
+                          row=r, col=c)
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(title=title, height=260 * rows + 80, template="plotly_white",
+                      legend={"orientation": "h", "y": -0.08})
+    fig.update_xaxes(title_text="layer", row=rows)
+    return fig
+
+
+def mass_table(df: pd.DataFrame, *, scope: str = "last", knockout: str | None = None,
+               value: str = "mass", head: int | None = None) -> pd.DataFrame:
+    """Layer × category table of ``value`` (mean over examples, and over heads unless ``head``).
+
+    Args:
+        df: :func:`~icl_tokens.aggregation.attention_mass.attention_mass` rows or the
+            ``attention`` CSV.
+        scope: ``last`` or ``test`` queries.
+        knockout: Which knockout's rows (default: the first in the table).
+        value: ``mass`` or ``mass_per_token``.
+        head: One head only (default: the mean over heads).
+    """
+    _need(df, ("layer", "head", "category", value), "mass_table")
+    g = df
+    if "scope" in g.columns:
+        if scope not in set(g["scope"]):
+            raise ValueError(f"scope {scope!r} is not in the table; it has "
+                             f"{sorted(set(g['scope']))}.")
+        g = g[g.scope == scope]
+    if "knockout" in g.columns:
+        knockout = knockout if knockout is not None else g["knockout"].iloc[0]
+        if knockout not in set(g["knockout"]):
+            raise ValueError(f"knockout {knockout!r} is not in the table; it has "
+                             f"{sorted(set(g['knockout']))}.")
+        g = g[g.knockout == knockout]
+    if head is not None:
+        if head not in set(g["head"]):
+            raise ValueError(f"head {head} is not in the table.")
+        g = g[g["head"] == head]
+    cats = list(dict.fromkeys(g["category"]))
+    return g.pivot_table(index="layer", columns="category", values=value,
+                         aggfunc="mean")[cats]
+
+
+def mass_heatmap(df: pd.DataFrame, *, scope: str = "last", knockout: str | None = None,
+                 value: str = "mass", head: int | None = None,
+                 title: str | None = None) -> go.Figure:
+    """Heatmap of :func:`mass_table`: rows are layers, columns key categories; ``z`` is the
+    share of attention (``value="mass"``) or the share per key (``"mass_per_token"``)."""
+    t = mass_table(df, scope=scope, knockout=knockout, value=value, head=head)
+    what = "share of attention" if value == "mass" else "share per key"
+    who = "the last token" if scope == "last" else "the test example's tokens"
+    heads = "mean over heads" if head is None else f"head {head}"
+    fig = imshow(t, x=[str(c) for c in t.columns], y=[int(i) for i in t.index],
+                 color_continuous_scale="Viridis", color_continuous_midpoint=None,
+                 labels={"x": "key category", "y": "layer", "color": value},
+                 title=title or f"Attention of {who} by key category ({what}, {heads})",
+                 aspect="auto", text_auto=".2f")
+    fig.update_yaxes(autorange="reversed")
+    return fig
