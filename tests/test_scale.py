@@ -1,6 +1,9 @@
-"""Out-of-memory back-off: a batch that raises ``torch.cuda.OutOfMemoryError`` is halved and
-retried (simulated on CPU by monkeypatching the batch), later batches keep the smaller size, the
-rows equal an unpatched run at that size, and one row out of memory is a clear error."""
+"""GPU scale, tested on CPU.
+
+Out-of-memory back-off: a batch that raises ``torch.cuda.OutOfMemoryError`` is halved and retried
+(simulated by monkeypatching the batch), later batches keep the smaller size, the rows equal an
+unpatched run at that size, and one row out of memory is a clear error. Loading with a device map
+(accelerate dispatch through the bridge) scores like the plain model."""
 
 from __future__ import annotations
 
@@ -112,3 +115,49 @@ def test_other_errors_are_not_retried(setup, monkeypatch):
 def test_bad_batch_sizes(bad):
     with pytest.raises(ValueError, match="batch_size must be"):
         BatchSize.of(bad)
+
+
+def test_device_map_dispatched_model_scores_like_the_plain_one(tmp_path):
+    """A model dispatched by accelerate (one layer offloaded to disk: the same hooks that move
+    activations between GPUs) gives the rows of the plain model, knockouts and prefix cache
+    included. Runs on CPU; a real multi-GPU split is untested here (docs/scale.md)."""
+    from icl_tokens.models import load_model
+    from icl_tokens.testing.tiny import build_tiny_model_dir
+
+    d = build_tiny_model_dir("llama", tmp_path / "llama")
+    plain = load_model(str(d), device="cpu")
+    dm = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
+          "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu"}
+    spread = load_model(str(d), device_map=dm)
+    assert getattr(spread.original_model, "hf_device_map", None) == dm
+    tok = plain.tokenizer
+    task = load_task("sst2")
+    ep = Episode(task="sst2", seed=0, k=len(DEMOS), demos=DEMOS, tests=TESTS[:3])
+    items = representation_items(task, tok, LabelSet.for_task(task, tok), ep, CONDS,
+                                 knockout_for)
+    a = score_items(plain, tok, items, batch_size=4)
+    b = score_items(spread, tok, items, batch_size=4)
+    assert [r.continuation for r in a] == [r.continuation for r in b]
+    for x, y in zip(a, b):
+        assert x.label_scores == pytest.approx(y.label_scores, abs=1e-5)
+
+
+def test_device_map_arguments_are_checked(tiny_dir):
+    from icl_tokens.models import load_model
+
+    with pytest.raises(ValueError, match="either device .* or device_map"):
+        load_model(str(tiny_dir), device="cpu", device_map="auto")
+    with pytest.raises(ValueError, match="max_memory only applies with device_map"):
+        load_model(str(tiny_dir), max_memory={0: "1GiB"})
+    with pytest.raises(ValueError, match="device_map must be"):
+        load_model(str(tiny_dir), device_map=3)  # type: ignore[arg-type]
+
+
+def test_cli_device_map_and_device_are_exclusive(tiny_dir, data_dir, tmp_path, capsys):
+    from icl_tokens.cli import main
+
+    rc = main(["ablate", "--model", str(tiny_dir), "--task", "sst2", "--n-test", "1",
+               "--device", "cpu", "--device-map", "auto", "--out", str(tmp_path / "r.csv"),
+               "--no-progress"])
+    assert rc == 2 and "either a device ('cpu') or a device map ('auto')" in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()

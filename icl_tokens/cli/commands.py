@@ -103,7 +103,7 @@ def _ablate_config(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
                   n_test=args.n_test, scoring=args.scoring, engine=args.engine,
                   stopword_variant=args.stopword_variant, data_source=args.data_source,
                   batch_size=args.batch_size, dtype=args.dtype, device=args.device,
-                  shard=args.shard)
+                  shard=args.shard, device_map=args.device_map)
     conds = None if args.conditions == "all" else tuple(args.conditions.split(","))
     rep_only = {"--layers": args.layers, "--heads": args.heads, "--hide-bos": args.hide_bos or None,
                 "--query-scope": None if args.query_scope == "test" else args.query_scope,

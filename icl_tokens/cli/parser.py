@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "after softmax, not renormalised")
     a.add_argument("--device", default=None)
     a.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    a.add_argument("--device-map", default=None,
+                   choices=["auto", "balanced", "balanced_low_0", "sequential"],
+                   help="spread a model larger than one GPU over the visible GPUs (accelerate, "
+                        "through the bridge); instead of --device")
     a.add_argument("--out", required=True,
                    help="CSV path (resumable); a .meta.json sidecar is written")
     a.add_argument("--shard", type=_shard, default=None, metavar="K/N",

@@ -47,6 +47,9 @@ def check_common(cfg: Any) -> None:
         raise ValueError("batch_size and chunk_examples must be >= 1.")
     if cfg.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {cfg.dtype!r}; use one of {DTYPES}.")
+    if getattr(cfg, "device_map", None) is not None and cfg.device is not None:
+        raise ValueError(f"give either a device ({cfg.device!r}) or a device map "
+                         f"({cfg.device_map!r}), not both.")
     if getattr(cfg, "shard", None) is not None:
         from ..results.shard import parse_shard
 
@@ -75,6 +78,8 @@ class RunConfig:
     device: str | None = None
     #: ``"K/N"``: score only shard K of N of the run's work units (:mod:`icl_tokens.results.shard`).
     shard: str | None = None
+    #: ``"auto"`` (etc.): spread a model larger than one GPU over the visible GPUs.
+    device_map: str | None = None
 
     #: The experiment's name in the identity (``ablate --level``).
     level: ClassVar[str] = "representation"
@@ -87,6 +92,7 @@ class RunConfig:
         d = {k: list(v) if isinstance(v, tuple) else v
              for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_IDENTITY}
         d["level"] = self.level
+        d.pop("device_map", None)  # where the layers sit does not change the rows
         d.pop("shard", None)  # unsharded: the identity of older runs
         if self.shard is not None:  # the shards of one run share chunk_examples (their units)
             d["shard"] = self.shard

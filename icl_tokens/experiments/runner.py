@@ -188,7 +188,9 @@ def run_experiment(
             return df
     try:
         if model is None or tokenizer is None:
-            model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype))
+            placement = {"device_map": cfg.device_map} if getattr(cfg, "device_map", None) else {}
+            model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype),
+                               **placement)
             tokenizer = load_tokenizer(cfg.model)
         if validate_model is not None:
             validate_model(model)

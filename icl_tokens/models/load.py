@@ -89,10 +89,33 @@ def check_device(device: str | None) -> str:
     return str(parsed)
 
 
-def _boot(source: str, device: str | None, dtype: torch.dtype) -> TransformerBridge:
+def _boot(source: str, device: str | None, dtype: torch.dtype, **placement: Any
+          ) -> TransformerBridge:
     from transformer_lens.model_bridge import TransformerBridge
 
-    return TransformerBridge.boot_transformers(source, device=device, dtype=dtype)
+    return TransformerBridge.boot_transformers(source, device=device, dtype=dtype, **placement)
+
+
+def _placement(device: str | None, device_map: str | dict[str, Any] | None,
+               max_memory: dict[Any, Any] | None) -> dict[str, Any]:
+    """``device_map``/``max_memory`` for the bridge (accelerate places the layers), checked."""
+    if device_map is None:
+        if max_memory is not None:
+            raise ValueError("max_memory only applies with device_map (e.g. device_map='auto').")
+        return {}
+    if device is not None:
+        raise ValueError(f"give either device ({device!r}) or device_map ({device_map!r}), not "
+                         "both: a device map places every layer itself.")
+    if not isinstance(device_map, (str, dict)) or not device_map:
+        raise ValueError(f"device_map must be 'auto', 'balanced', 'sequential', 'cpu' or a "
+                         f"{{module: device}} dict, got {device_map!r}.")
+    try:
+        import accelerate  # noqa: F401
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("device_map needs the accelerate package: pip install "
+                                  "accelerate.") from None
+    return {"device_map": device_map,
+            **({"max_memory": max_memory} if max_memory is not None else {})}
 
 
 def _tag(bridge: TransformerBridge, name: str, model_dir: Path | None) -> TransformerBridge:
@@ -107,6 +130,8 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     *,
     verify: bool = False,
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: dict[Any, Any] | None = None,
 ) -> TransformerBridge:
     """Load a model as a TransformerLens ``TransformerBridge`` in eval mode.
 
@@ -117,6 +142,11 @@ def load_model(
             :func:`check_device` before anything is converted or loaded.
         dtype: parameter dtype of the bridge.
         verify: compare the sha256 of every cached file (slow) instead of sizes and stamps.
+        device_map: for a model larger than one GPU: ``"auto"`` (or ``"balanced"``,
+            ``"sequential"``, a ``{module: device}`` dict) lets accelerate spread the layers over
+            the visible GPUs (through ``TransformerBridge.boot_transformers``); exclusive with
+            ``device``.
+        max_memory: per-device budgets for the device map, e.g. ``{0: "70GiB", 1: "70GiB"}``.
 
     Returns:
         The bridge (eval mode), tagged with ``icl_tokens_model_name``/``icl_tokens_model_dir``.
@@ -127,19 +157,20 @@ def load_model(
         ModuleNotFoundError: when an offline model's GGUF package is not installed.
     """
     check_device(device)
+    placement = _placement(device, device_map, max_memory)
     kind, where = _resolve(name)
     if kind == "hub":
         reason = hub_offline_reason()
         if reason:
             raise hub_offline_error(name, reason)
         try:
-            bridge = _boot(str(where), device, dtype)
+            bridge = _boot(str(where), device, dtype, **placement)
         except OSError as err:
             raise hub_oserror(name, err) from err
         return _tag(bridge, name, None)
     model_dir = _ensure_known(name, Path(where), verify=verify) if kind == "known" else Path(where)
     with offline_env():
-        bridge = _boot(str(model_dir), device, dtype)
+        bridge = _boot(str(model_dir), device, dtype, **placement)
     return _tag(bridge, name, model_dir)
 
 
