@@ -17,21 +17,26 @@ _PAPER_TASKS = ("agnews", "sst2", "trec", "dbpedia", "rte", "cb")
 def categorize_records(
     model: str, task_name: str, seed: int, k: int, n_test: int | None,
     stopword_variant: str = "paper", data_source: str | None = None, tokenizer: Any = None,
-    log: Any = None, removal: Any = None,
+    log: Any = None, removal: Any = None, template: str = "original",
 ) -> list[dict[str, Any]]:
     """The ``categorize --json`` records (the schema is a contract; ``roles`` was added to each
     token after ``categories``).
 
     With ``removal`` (a :class:`~icl_tokens.prompts.removal.TokenRemoval`), ``tokens`` lists only
     the kept tokens (their original offsets, categories and roles), and the record gains
-    ``condition`` and ``n_tokens`` (the kept length, as in the token-level CSV)."""
+    ``condition`` and ``n_tokens`` (the kept length, as in the token-level CSV).
+
+    With a variant ``template`` (``swap``, ``randomfixed:N``, ...; see
+    :mod:`icl_tokens.prompts.variants`) the prompts are built from it and the record gains
+    ``template`` (its canonical spec)."""
     from ..categorize import categorize, label_token_ids
     from ..data import load_task_data
     from ..episodes import sample_episode
-    from ..prompts import build_prompt
+    from ..prompts.variants import ORIGINAL, variant_templates
     from ..tasks import load_task
 
     task = load_task(task_name)
+    variant = variant_templates(task, template)  # a bad spec fails before any tokenizer loads
     if tokenizer is None:
         from ..models import load_tokenizer
 
@@ -42,13 +47,15 @@ def categorize_records(
     ep = sample_episode(data, seed, k=k, n_test=n_test)
     out = []
     for test in ep.tests:
-        tp = categorize(build_prompt(task, ep.demos, test), tokenizer,
+        tp = categorize(variant.build(ep.demos, test), tokenizer,
                         stopword_variant=stopword_variant)
         rec = {
             "model": model, "task": task.name, "seed": seed, "k": k, "example_id": test.id,
             "gold": tp.prompt.gold, "prompt": tp.prompt.text, "tokens": tp.table(),
-            "labels": label_token_ids(task, tokenizer, tp.prompt.text),
+            "labels": label_token_ids(variant.task, tokenizer, tp.prompt.text),
         }
+        if variant.spec != ORIGINAL:
+            rec["template"] = variant.spec
         if removal is not None:
             drop = removal.drop(tp)
             rec["tokens"] = [t for t, d in zip(rec["tokens"], drop) if not d]
@@ -70,7 +77,8 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         raise ValueError("--scope and --restore-in-demos need --removal CONDITION.")
     recs = categorize_records(args.model, args.task, args.seed, args.k, args.n_test,
                               args.stopword_variant, args.data_source,
-                              log=lambda s: print(s, file=sys.stderr), removal=removal)
+                              log=lambda s: print(s, file=sys.stderr), removal=removal,
+                              template=args.template)
     if args.json:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
     else:
@@ -115,6 +123,10 @@ def _ablate_config(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
                             **(tok_only if level != "token" else {})}.items() if v is not None]
     if wrong:
         raise ValueError(f"{', '.join(wrong)} do(es) not apply to --level {level}.")
+    if args.template != "original" and (level != "representation"
+                                        or getattr(args, "aggregation", None) is not None):
+        raise ValueError("--template applies to --level representation without --aggregation "
+                         "(for Tables 8-10 run the 'variants' sub-command).")
     if level == "token":
         from ..experiments.token_level import (
             TABLE4_ROWS,
@@ -135,7 +147,8 @@ def _ablate_config(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
 
     cfg = AblationConfig(**common, hide_bos=args.hide_bos, query_scope=args.query_scope,
                          layers=args.layers, heads=args.heads, mode=args.mode,
-                         conditions=conds if conds is not None else ("all",))
+                         conditions=conds if conds is not None else ("all",),
+                         template=args.template)
     return cfg, run_ablation, {}
 
 
@@ -148,11 +161,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     df = run(cfg, out=out, progress=not args.no_progress)
     tasks = [t for t in dict.fromkeys(df["task"]) if t in _PAPER_TASKS]
     paper = None
+    if args.template != "original":
+        tasks = []  # the paper's Tables 2/3 ran the original templates; Tables 8-10: `variants`
     if tasks:
         paper = (paper_condition_table(args.paper_model, tasks) if args.level == "representation"
                  else paper_cells_table(cells, args.paper_model, tasks) if cells else None)
     print(f"accuracy (%, {args.scoring}), mean ± std over {len(cfg.seeds)} seed(s), "
-          f"level {args.level}:")
+          f"level {args.level}" + (f", template {args.template}" if paper is None
+                                   and args.template != "original" else "") + ":")
     print(format_accuracy_table(accuracy_table(df), paper, paper_label=f"paper {args.paper_model}",
                                 data_note=df.attrs.get("data"), order=list(cfg.conditions)))
     if args.scoring == "generate":

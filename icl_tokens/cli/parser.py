@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from ..ablation.conditions import PAPER_ORDER
 
@@ -113,6 +114,39 @@ def _add_common(p: argparse.ArgumentParser, *, many_seeds: bool) -> None:
                    help="force a data source (default: $ICL_TOKENS_DATA_DIR, then StaICC, then HF)")
 
 
+def _add_template_option(p: argparse.ArgumentParser) -> None:
+    """``--template V``: build the prompts from a template variant (paper §5.2, Tables 8-10)."""
+    p.add_argument("--template", default="original", metavar="V",
+                   help="template variant: original (default), swap, randomfixed:N or "
+                        "randomnonfixed:N (N in 1..5; paper Appendix D), or your own from "
+                        "data/variants/")
+
+
+def _add_variants_command(sub: Any) -> None:
+    """``variants``: Tables 8-10 (lexical meaning, repetition, structural cues)."""
+    v = sub.add_parser("variants", help="template variants: Tables 8 (swap, randomfixed), 9 "
+                       "(randomnonfixed) and 10 (one-shot randomfixed, +TEMP, +':')")
+    _add_common(v, many_seeds=True)
+    v.add_argument("--tables", default="8,9,10",
+                   help="comma list of 8, 9, 10 (default all three)")
+    v.add_argument("--numbers", type=_int_list, default=None,
+                   help="random-string templates to run, e.g. 1-5 (default: all)")
+    v.add_argument("--conditions", default="",
+                   help="beyond the paper: also run every variant under these "
+                        "representation-level conditions ('all' or a comma list)")
+    v.add_argument("--paper-model", default="Llama-7B",
+                   help="the paper's model printed beside our numbers (default Llama-7B)")
+    v.add_argument("--scoring", default="generate", choices=["generate", "label"])
+    v.add_argument("--engine", default="cached", choices=["cached", "naive"])
+    v.add_argument("--batch-size", type=_positive, default=16)
+    v.add_argument("--device", default=None)
+    v.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    v.add_argument("--out", required=True,
+                   help="CSV path (resumable), e.g. variants.csv; a .meta.json sidecar is written")
+    v.add_argument("--no-progress", action="store_true")
+    v.set_defaults(handler="icl_tokens.cli.variants:cmd_variants")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (sub-commands)."""
     parser = argparse.ArgumentParser(
@@ -132,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --removal: remove in demonstrations and test (all) or demos only")
     c.add_argument("--restore-in-demos", action="store_true",
                    help="with --removal icl-template+last: also keep each demonstration's colon")
+    _add_template_option(c)
 
     a = sub.add_parser("ablate", help="knockouts and removals: --level representation (paper "
                        "Tables 2, 3), token (Table 4), template-parts (Tables 5, 6)")
@@ -168,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--mode", default="scores", choices=["scores", "pattern"],
                    help="scores: -inf before softmax (renormalised; the paper's); pattern: zero "
                         "after softmax, not renormalised")
+    _add_template_option(a)
     a.add_argument("--device", default=None)
     a.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     a.add_argument("--device-map", default=None,
@@ -180,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score only shard K of N of the run's (seed, block of examples) units, "
                         "into its own resumable --out; join them with 'merge' (docs/scale.md)")
     a.add_argument("--no-progress", action="store_true")
+
+    _add_variants_command(sub)
 
     q = sub.add_parser("quickstart",
                        help="Gemma-3-270M, SST-2, 2 seeds x 50 examples, all conditions")

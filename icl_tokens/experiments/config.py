@@ -21,6 +21,9 @@ __all__ = ["RunConfig", "DTYPES", "check_common"]
 DTYPES = ("float32", "bfloat16", "float16")
 #: Fields that do not change the rows (left out of the identity).
 NOT_IN_IDENTITY = ("batch_size", "chunk_examples", "device", "engine")
+#: Fields added after results were written: left out of the identity while at their default,
+#: so the files of older runs still resume.
+OMIT_AT_DEFAULT: dict[str, Any] = {"template": "original"}
 
 
 def check_common(cfg: Any) -> None:
@@ -90,7 +93,8 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The arguments that determine the rows (tuples as lists, the level added)."""
         d = {k: list(v) if isinstance(v, tuple) else v
-             for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_IDENTITY}
+             for k, v in dataclasses.asdict(self).items() if k not in NOT_IN_IDENTITY
+             and not (k in OMIT_AT_DEFAULT and v == OMIT_AT_DEFAULT[k])}
         d["level"] = self.level
         d.pop("device_map", None)  # where the layers sit does not change the rows
         d.pop("shard", None)  # unsharded: the identity of older runs

@@ -24,7 +24,8 @@ from ..categorize import categorize
 from ..engine.items import Item, LabelSet
 from ..episodes import Episode
 from ..prompts import build_prompt
-from ..tasks import Example, TaskSpec
+from ..prompts.variants import ORIGINAL, VariantTemplates, parse_template_spec, variant_templates
+from ..tasks import Example, TaskSpec, load_task
 from .config import RunConfig
 from .runner import RunContext, run_experiment
 
@@ -40,10 +41,14 @@ class AblationConfig(RunConfig):
     layers: tuple[int, ...] | None = None
     heads: tuple[int, ...] | None = None
     mode: str = "scores"
+    #: Template variant the prompts are built from (``original``, ``swap``, ``randomfixed:N``,
+    #: ...; :mod:`icl_tokens.prompts.variants`). Left out of the identity while ``original``.
+    template: str = ORIGINAL
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.conditions = tuple(parse_conditions(list(self.conditions)))
+        parse_template_spec(self.template)  # a bad variant name or number fails here
         if self.mode not in MODES:
             raise ValueError(f"unknown knockout mode {self.mode!r}; use one of {MODES}.")
         if self.query_scope not in ("test", "last"):
@@ -60,6 +65,17 @@ class AblationConfig(RunConfig):
                 f"k=0 leaves no demonstrations, so the knockout conditions {masked} would hide "
                 "nothing and equal 'icl'; use k >= 1, or --conditions zero_shot,icl.")
 
+    def identity(self) -> dict[str, Any]:
+        """:meth:`RunConfig.identity`, plus the hash of the variant's templates (if any)."""
+        d = super().identity()
+        if self.template != ORIGINAL:
+            d["template_sha256"] = self.variant().sha256()
+        return d
+
+    def variant(self) -> VariantTemplates:
+        """The task under :attr:`template` (a variant missing for the task fails here)."""
+        return variant_templates(load_task(self.task), self.template)
+
     def knockout(self, condition: str) -> Knockout:
         """The knockout of one masked condition under this config's options."""
         return knockout_for(condition, hide_bos=self.hide_bos, query_scope=self.query_scope,
@@ -73,24 +89,30 @@ class AblationConfig(RunConfig):
 
 def prompt_item(task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episode,
                 test: Example, *, demos: bool = True, stopword_variant: str = "paper",
-                condition: str = "icl") -> Item:
+                condition: str = "icl", template: VariantTemplates | None = None) -> Item:
     """The categorized prompt of one test example (with the episode's demonstrations, or
-    none: the zero-shot prompt) as an item without a knockout; ``meta`` holds seed and k."""
-    tp = categorize(build_prompt(task, episode.demos if demos else [], test), tokenizer,
-                    stopword_variant=stopword_variant)
-    return Item.from_prompt(tp, labels, condition=condition,
-                            meta={"seed": episode.seed, "k": episode.k})
+    none: the zero-shot prompt) as an item without a knockout; ``meta`` holds seed and k (and
+    the template spec when the prompt is built from a variant ``template``)."""
+    shown = episode.demos if demos else []
+    prompt = (build_prompt(task, shown, test) if template is None
+              else template.build(shown, test))
+    tp = categorize(prompt, tokenizer, stopword_variant=stopword_variant)
+    meta: dict[str, Any] = {"seed": episode.seed, "k": episode.k}
+    if template is not None:
+        meta["template"] = template.spec
+    return Item.from_prompt(tp, labels, condition=condition, meta=meta)
 
 
 def representation_items(
     task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episode,
     conditions: Sequence[str], knockout: Callable[[str], Knockout], *,
-    stopword_variant: str = "paper",
+    stopword_variant: str = "paper", template: VariantTemplates | None = None,
 ) -> list[Item]:
     """One item per (test example, condition) of an episode.
 
     Args:
         knockout: Condition name → its knockout (e.g. :meth:`AblationConfig.knockout`).
+        template: Build the prompts from this variant (``labels`` in its output prefix).
     """
     items: list[Item] = []
     for test in episode.tests:
@@ -98,11 +120,12 @@ def representation_items(
         for cond in conditions:
             if cond == ZERO_SHOT:
                 items.append(prompt_item(task, tokenizer, labels, episode, test, demos=False,
-                                         stopword_variant=stopword_variant, condition=cond))
+                                         stopword_variant=stopword_variant, condition=cond,
+                                         template=template))
                 continue
             if icl is None:
                 icl = prompt_item(task, tokenizer, labels, episode, test,
-                                  stopword_variant=stopword_variant)
+                                  stopword_variant=stopword_variant, template=template)
             ko = knockout(cond)
             items.append(icl.with_knockout(ko if ko.blocks else None, cond))
     return items
@@ -128,10 +151,19 @@ def run_ablation(
         log: Where to write notes (data source, resume state); default stderr.
         meta: Extra provenance for the sidecar.
     """
+    variant = None if cfg.template == ORIGINAL else cfg.variant()  # fails before any output
+    variant_labels: list[LabelSet] = []  # in the variant's output prefix, computed once
+
     def build(ctx: RunContext, ep: Episode) -> list[Item]:
-        return representation_items(ctx.task, ctx.tokenizer, ctx.labels, ep, cfg.conditions,
-                                    cfg.knockout, stopword_variant=cfg.stopword_variant)
+        if variant is not None and not variant_labels:
+            variant_labels.append(LabelSet.for_task(variant.task, ctx.tokenizer))
+        lab = ctx.labels if variant is None else variant_labels[0]
+        return representation_items(ctx.task, ctx.tokenizer, lab, ep, cfg.conditions,
+                                    cfg.knockout, stopword_variant=cfg.stopword_variant,
+                                    template=variant)
 
     kw: dict[str, Any] = {} if log is None else {"log": log}
+    if variant is not None:
+        kw["extra_columns"] = ("template",)
     return run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
                           progress=progress, meta=meta, validate_model=cfg.check_model, **kw)

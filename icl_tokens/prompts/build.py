@@ -130,6 +130,21 @@ def _add_input(b: _Builder, task: TaskSpec, example: Example, part: str, demo: i
                   field=piece.value)
 
 
+def _demo_formats(task: TaskSpec, demos: Sequence[Example],
+                  demo_tasks: Sequence[TaskSpec] | None) -> list[TaskSpec]:
+    """The task whose templates format each demonstration (``task`` unless given)."""
+    if demo_tasks is None:
+        return [task] * len(demos)
+    if len(demo_tasks) != len(demos):
+        raise ValueError(f"{len(demo_tasks)} demo_tasks for {len(demos)} demonstrations; give "
+                         "one per demonstration.")
+    for i, t in enumerate(demo_tasks):
+        if tuple(t.input_fields) != tuple(task.input_fields):
+            raise ValueError(f"demo_tasks[{i}] has input fields {list(t.input_fields)}, but "
+                             f"task {task.name!r} has {list(task.input_fields)}.")
+    return list(demo_tasks)
+
+
 def build_prompt(
     task: TaskSpec,
     demos: Sequence[Example],
@@ -137,6 +152,7 @@ def build_prompt(
     *,
     include_instruction: bool = True,
     demo_label_words: Iterable[str] | None = None,
+    demo_tasks: Sequence[TaskSpec] | None = None,
 ) -> Prompt:
     """Assemble the ICL prompt for one test example.
 
@@ -147,6 +163,11 @@ def build_prompt(
         include_instruction: Keep the instruction ``I`` (the paper always does).
         demo_label_words: Override the demonstrations' label words (e.g. random labels); by
             default each demo's raw label goes through ``task.label_map``.
+        demo_tasks: One task per demonstration whose ``T_in``/``T_out`` format it (per-
+            demonstration templates, e.g. the ``randomnonfixed`` variant of
+            :mod:`icl_tokens.prompts.variants`); by default ``task`` formats every one. Their
+            input fields must be ``task``'s; instruction, labels and the test prompt come from
+            ``task``.
 
     Returns:
         The :class:`Prompt`, ending with ``prefix(T_out)`` (no trailing space).
@@ -161,9 +182,10 @@ def build_prompt(
     )
     if len(labels) != len(demos):
         raise ValueError(f"{len(labels)} demo label words for {len(demos)} demonstrations.")
-    for i, (demo, label) in enumerate(zip(demos, labels)):
-        _add_input(b, task, demo, "demo", i)
-        for j, piece in enumerate(task.output_pieces):
+    formats = _demo_formats(task, demos, demo_tasks)
+    for i, (demo, label, fmt) in enumerate(zip(demos, labels, formats)):
+        _add_input(b, fmt, demo, "demo", i)
+        for j, piece in enumerate(fmt.output_pieces):
             if piece.kind == "literal":
                 b.add(piece.value, "t_out", "demo", demo=i, piece=j)
             else:
