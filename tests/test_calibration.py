@@ -117,6 +117,11 @@ def test_real_run_through_the_runner_and_engine(tiny_dir, data_dir, tmp_path):
     assert not np.allclose(icl[icl.seed == 0].score_Positive, icl[icl.seed == 1].score_Positive)
     out = calibrate(rows, cf)
     assert set(out.calibrated_correct) <= {0, 1} and len(out) == len(rows)
+    from icl_tokens.analysis.metrics import cell_summary
+
+    summary = cell_summary(rows, cf, n_boot=50).set_index("condition")
+    acc = out.groupby("condition")["calibrated_correct"].mean() * 100
+    assert summary.calibrated_correct.to_dict() == pytest.approx(acc.to_dict())
     assert out.calibrated_gold_prob.between(0, 1).all()
     # calibrating the content-free rows themselves makes their mean prediction uniform-ish:
     # the bias of each cell, applied to its own mean, gives equal label probabilities

@@ -13,6 +13,7 @@ from scipy import stats as sps
 from icl_tokens.analysis.metrics import (
     CONTINUOUS_COLUMNS,
     add_continuous_metrics,
+    cell_summary,
     continuous_table,
     paired_metric_tests,
 )
@@ -85,3 +86,10 @@ def test_columns_of_a_real_run_on_a_tiny_model(tiny_dir, data_dir, tmp_path):
     assert ((out.margin > 0).astype(int) == out.label_correct).all()
     tab = continuous_table(out, "gold_prob", n_boot=100)
     assert len(tab) == 3 and ((tab["lo"] >= 0) & (tab["hi"] <= 1)).all()
+    summary = cell_summary(df, n_boot=100)
+    assert list(summary.condition) == ["icl", "+template", "zero_shot"]
+    acc = df.groupby("condition")["correct"].mean() * 100
+    for _, r in summary.iterrows():
+        assert r.correct == pytest.approx(acc[r.condition])
+        assert r.correct_lo <= r.correct <= r.correct_hi
+        assert r.margin_lo <= r.margin <= r.margin_hi

@@ -31,7 +31,7 @@ from ..results.records import SCORE_PREFIX
 from .stats import TABLE15_PAIRS, bootstrap_ci, paired_differences
 
 __all__ = ["CONTINUOUS_COLUMNS", "label_words", "label_scores", "add_continuous_metrics",
-           "continuous_table", "paired_metric_tests"]
+           "continuous_table", "paired_metric_tests", "cell_summary"]
 
 #: The columns :func:`add_continuous_metrics` adds.
 CONTINUOUS_COLUMNS = ("gold_score", "best_other_score", "margin", "gold_prob", "pred_score")
@@ -113,3 +113,40 @@ def paired_metric_tests(
     Pairs whose conditions the rows lack are an error."""
     rows = df if metric in df.columns else add_continuous_metrics(df)
     return paired_differences(rows, pairs, metric=metric, n_boot=n_boot, seed=seed)
+
+
+def cell_summary(
+    df: pd.DataFrame, cf_rows: pd.DataFrame | None = None,
+    metrics: Sequence[str] = ("correct", "label_correct", "margin"), *, n_boot: int = 2000,
+    level: float = 0.95, seed: int = 0,
+) -> pd.DataFrame:
+    """Every (model, task, condition) cell with each metric's mean and bootstrap interval.
+
+    Args:
+        df: Tidy rows (any experiment).
+        cf_rows: Content-free rows (:func:`~.calibration.content_free_rows`); when given,
+            ``calibrated_correct`` is added to the metrics.
+        metrics: Columns of ``df`` or of :data:`CONTINUOUS_COLUMNS` (added when missing).
+
+    Returns:
+        ``model, task, condition, n_seeds, n_examples`` and per metric ``<m>``, ``<m>_lo``,
+        ``<m>_hi`` (accuracies in percent), in the rows' order of first appearance.
+    """
+    rows = df
+    if any(m in CONTINUOUS_COLUMNS and m not in df.columns for m in metrics):
+        rows = add_continuous_metrics(rows)
+    metrics = list(metrics)
+    if cf_rows is not None:
+        from .calibration import calibrate
+
+        rows = calibrate(rows, cf_rows)
+        metrics.append("calibrated_correct")
+    out: pd.DataFrame | None = None
+    for m in metrics:
+        ci = bootstrap_ci(rows, m, n_boot=n_boot, level=level, seed=seed)
+        ci = ci.rename(columns={"mean": m, "lo": f"{m}_lo", "hi": f"{m}_hi"}).drop(
+            columns="metric")
+        out = ci if out is None else out.merge(
+            ci.drop(columns=["n_seeds", "n_examples"]), on=["model", "task", "condition"])
+    assert out is not None
+    return out
