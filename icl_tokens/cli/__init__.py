@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = getattr(args, "handler", None)
         if handler is not None:
+            args.argv = argv
             return _resolve(handler)(args)
         if args.command == "categorize":
             return cmd_categorize(args)

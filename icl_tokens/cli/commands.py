@@ -119,6 +119,13 @@ def _ablate_config(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     tok_only = {"--scope": None if args.scope == "all" else args.scope,
                 "--restore-in-demos": args.restore_in_demos or None}
     level = args.level
+    agg_only = {"--agg-scope": None if args.agg_scope == "all" else args.agg_scope,
+                "--agg-layers": args.agg_layers, "--compare": args.compare or None}
+    if args.aggregation is not None and level != "representation":
+        raise ValueError(f"--aggregation is a representation-level knockout; drop --level {level}.")
+    lonely = [k for k, v in agg_only.items() if v is not None]
+    if lonely and args.aggregation is None:
+        raise ValueError(f"{', '.join(lonely)} need(s) --aggregation.")
     wrong = [k for k, v in {**(rep_only if level != "representation" else {}),
                             **(tok_only if level != "token" else {})}.items() if v is not None]
     if wrong:
@@ -145,11 +152,28 @@ def _ablate_config(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
         return cfg, run_template_parts, dict(PAPER_CELLS)
     from ..experiments import AblationConfig, run_ablation
 
-    cfg = AblationConfig(**common, hide_bos=args.hide_bos, query_scope=args.query_scope,
-                         layers=args.layers, heads=args.heads, mode=args.mode,
-                         conditions=conds if conds is not None else ("all",),
+    rep = dict(**common, hide_bos=args.hide_bos, query_scope=args.query_scope,
+               layers=args.layers, heads=args.heads, mode=args.mode)
+    if args.aggregation is not None:
+        return _aggregation_config(args, rep, conds)
+    cfg = AblationConfig(**rep, conditions=conds if conds is not None else ("all",),
                          template=args.template)
     return cfg, run_ablation, {}
+
+
+def _aggregation_config(args: argparse.Namespace, rep: dict[str, Any],
+                        conds: tuple[str, ...] | None) -> tuple[Any, Any, dict[str, Any]]:
+    """``ablate --aggregation``: the block rows (and with ``--compare`` the rows without it)."""
+    from ..aggregation.experiment import AGGREGATION_CONDITIONS, AggregationConfig, run_aggregation
+
+    cfg = AggregationConfig(**rep, conditions=conds or AGGREGATION_CONDITIONS,
+                            block_queries=args.aggregation, block_scope=args.agg_scope,
+                            block_layers=args.agg_layers, template=args.template)
+
+    def run(cfg: Any, out: Path, progress: bool) -> Any:
+        return run_aggregation(cfg, compare=args.compare, out=out, progress=progress)
+
+    return cfg, run, {}
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -159,6 +183,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     out = _output_path(args.out, "run.csv")
     cfg, run, cells = _ablate_config(args)
     df = run(cfg, out=out, progress=not args.no_progress)
+    if args.aggregation is not None:
+        return _print_aggregation(args, cfg, df, out)
     tasks = [t for t in dict.fromkeys(df["task"]) if t in _PAPER_TASKS]
     paper = None
     if args.template != "original":
@@ -176,6 +202,32 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         print(format_accuracy_table(accuracy_table(df, metric="label_correct"),
                                     order=list(cfg.conditions)))
     print(f"rows: {out}")
+    return 0
+
+
+def _print_aggregation(args: argparse.Namespace, cfg: Any, df: Any, out: Path) -> int:
+    """The block rows' accuracy table (the paper has no numbers for this experiment), and with
+    ``--compare`` the side-by-side table with paired differences."""
+    from ..aggregation.experiment import baseline_path, compare_table
+    from ..analysis.tables import accuracy_table, format_accuracy_table
+
+    metrics = ["correct"] + (["label_correct"] if args.scoring == "generate" else [])
+    name = cfg.block().name
+    for metric in metrics:
+        what = "acc_gen" if metric == "correct" and args.scoring == "generate" else (
+            "acc_label" if metric == "label_correct" else args.scoring)
+        if args.compare:
+            print(f"accuracy (%, {what}) without and with the block {name}, "
+                  f"{len(cfg.seeds)} seed(s); Δ = block − none, paired SE over examples:")
+            print(compare_table(df, metric).round(1).to_string())
+        else:
+            block = df[df["aggregation"] != "none"]
+            print(f"accuracy (%, {what}) with the aggregation block {name}, mean ± std over "
+                  f"{len(cfg.seeds)} seed(s):")
+            print(format_accuracy_table(accuracy_table(block, metric=metric),
+                                        data_note=df.attrs.get("data"),
+                                        order=list(cfg.conditions)))
+    print(f"rows: {out}" + (f" (without the block: {baseline_path(out)})" if args.compare else ""))
     return 0
 
 

@@ -114,6 +114,62 @@ def _add_common(p: argparse.ArgumentParser, *, many_seeds: bool) -> None:
                    help="force a data source (default: $ICL_TOKENS_DATA_DIR, then StaICC, then HF)")
 
 
+def _add_aggregation_options(a: argparse.ArgumentParser) -> None:
+    """``ablate --aggregation``: the demonstration-internal block of issue 8 (paper-spec E9)."""
+    a.add_argument("--aggregation", nargs="?", const="all", default=None,
+                   choices=["all", "t_out", "label", "last_colon"], metavar="QUERIES",
+                   help="also block demonstration template/stopword/label tokens (and not "
+                        "content) from attending to demonstration content tokens, in the prefix; "
+                        "QUERIES restricts the blocked queries: all (default), t_out, label, "
+                        "last_colon. Rows gain an 'aggregation' column")
+    a.add_argument("--agg-scope", default="all", choices=["all", "own"],
+                   help="with --aggregation: content keys of every demonstration up to the query "
+                        "(all) or only of the query's own demonstration (own)")
+    a.add_argument("--agg-layers", type=_int_list, default=None,
+                   help="with --aggregation: block only in these layers (default: all)")
+    a.add_argument("--compare", action="store_true",
+                   help="with --aggregation: also run the same conditions without the block "
+                        "(rows in F.noblock.csv) and print both side by side")
+
+
+def _add_run_options(p: argparse.ArgumentParser, out_example: str) -> None:
+    """Scoring, engine, batching, device and output options of a sweep sub-command."""
+    p.add_argument("--scoring", default="label", choices=["generate", "label"])
+    p.add_argument("--engine", default="cached", choices=["cached", "naive"])
+    p.add_argument("--batch-size", type=_positive, default=16)
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--out", required=True,
+                   help=f"CSV path (resumable), e.g. {out_example}; a .meta.json sidecar is "
+                        "written")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_aggregation_commands(sub: Any) -> None:
+    """``windows`` (layer-window sweeps) and ``control`` (count-matched random control)."""
+    w = sub.add_parser("windows", help="layer-window sweeps: where the test example reads the "
+                       "kinds (--target test) or where demonstrations aggregate (--target block)")
+    _add_common(w, many_seeds=True)
+    w.add_argument("--conditions", default="+template,+stopword,icl-template",
+                   help="representation-level conditions (not zero_shot)")
+    w.add_argument("--target", default="test", choices=["test", "block"])
+    w.add_argument("--width", type=_positive, default=None,
+                   help="window width in layers (default n_layers // 4)")
+    w.add_argument("--agg-queries", default="all", choices=["all", "t_out", "label", "last_colon"])
+    w.add_argument("--agg-scope", default="all", choices=["all", "own"])
+    _add_run_options(w, "windows.csv")
+    w.set_defaults(handler="icl_tokens.cli.aggregation:cmd_windows")
+
+    c = sub.add_parser("control", help="count-matched random control: hide as many random "
+                       "demonstration tokens as each category condition hides")
+    _add_common(c, many_seeds=True)
+    c.add_argument("--conditions",
+                   default="+template,+stopword,+content,icl-template,icl-stopword,icl-content")
+    c.add_argument("--draws", type=_positive, default=5, help="random draws per seed")
+    _add_run_options(c, "control.csv")
+    c.set_defaults(handler="icl_tokens.cli.aggregation:cmd_control")
+
+
 def _add_template_option(p: argparse.ArgumentParser) -> None:
     """``--template V``: build the prompts from a template variant (paper §5.2, Tables 8-10)."""
     p.add_argument("--template", default="original", metavar="V",
@@ -145,6 +201,37 @@ def _add_variants_command(sub: Any) -> None:
                    help="CSV path (resumable), e.g. variants.csv; a .meta.json sidecar is written")
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(handler="icl_tokens.cli.variants:cmd_variants")
+
+
+def _add_reproduce_commands(sub: Any) -> None:
+    """``reproduce`` (issue 11) and ``report`` (tables from results folders, no model)."""
+    r = sub.add_parser("reproduce", help="every experiment behind the paper's tables into one "
+                       "results folder (tidy data, tables beside the paper's, report, provenance)")
+    r.add_argument("--tables", default="all",
+                   help="'all' or a comma list of 2,3,4,5,6,8,9,10,14,15")
+    r.add_argument("--model", default="gemma-3-270m")
+    r.add_argument("--tasks", default=None,
+                   help="comma list (default: the paper's six: agnews,sst2,trec,dbpedia,rte,cb)")
+    r.add_argument("--budget", default="smoke", choices=["smoke", "small", "paper"],
+                   help="smoke: 1 seed x 2 examples (CI); small: 2 seeds x 12 (about an hour on "
+                        "2 CPU cores); paper: 15 seeds x 500, k = 4")
+    r.add_argument("--out-dir", default=None,
+                   help="results folder (default results/reproduce-<model>-<budget>); a rerun "
+                        "resumes it")
+    r.add_argument("--scoring", default="generate", choices=["generate", "label"])
+    r.add_argument("--paper-model", default="Llama-7B")
+    r.add_argument("--batch-size", type=_positive, default=16)
+    r.add_argument("--device", default=None)
+    r.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    r.add_argument("--data-source", default=None, choices=["dir", "staicc", "hf"])
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(handler="icl_tokens.cli.reproduce:cmd_reproduce")
+
+    p = sub.add_parser("report", help="rewrite the tables and reports of results folders (no "
+                       "model); --doc writes a combined page such as docs/results.md")
+    p.add_argument("folders", nargs="+", help="results folders made by reproduce")
+    p.add_argument("--doc", default=None, help="also write this markdown page")
+    p.set_defaults(handler="icl_tokens.cli.reproduce:cmd_report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scores: -inf before softmax (renormalised; the paper's); pattern: zero "
                         "after softmax, not renormalised")
     _add_template_option(a)
+    _add_aggregation_options(a)
     a.add_argument("--device", default=None)
     a.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     a.add_argument("--device-map", default=None,
@@ -216,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score only shard K of N of the run's (seed, block of examples) units, "
                         "into its own resumable --out; join them with 'merge' (docs/scale.md)")
     a.add_argument("--no-progress", action="store_true")
+
+    _add_aggregation_commands(sub)
+    _add_reproduce_commands(sub)
 
     _add_variants_command(sub)
 

@@ -1,0 +1,62 @@
+"""``reproduce`` (every experiment behind the paper's tables, one results folder) and
+``report`` (tables and reports from results folders, e.g. docs/results.md; no model)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["cmd_reproduce", "cmd_report"]
+
+
+def _command(argv: list[str]) -> str:
+    """The command recorded in the provenance: what was run, not where its output went
+    (``--out-dir`` and ``--no-progress`` left out, so a folder regenerated elsewhere is
+    byte-identical)."""
+    kept: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--out-dir":
+            skip = True
+            continue
+        if a.startswith("--out-dir=") or a == "--no-progress":
+            continue
+        kept.append(a)
+    return "python -m icl_tokens " + " ".join(shlex.quote(a) for a in kept)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ..experiments.reproduce import parse_tables, reproduce
+
+    tables = parse_tables(args.tables)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    command = _command(args.argv or [])
+    out = reproduce(tables, model=args.model, tasks=tasks, budget=args.budget,
+                    out_dir=args.out_dir, scoring=args.scoring, paper_model=args.paper_model,
+                    batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                    data_source=args.data_source, progress=not args.no_progress,
+                    log=lambda s: print(s, file=sys.stderr), command=command.strip())
+    report = (out / "report.md").read_text(encoding="utf-8")
+    print(report.split("## Provenance")[0].rstrip())
+    print(f"\nresults folder: {out} (report.md, report.html, tables/, tidy/, runs/)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..analysis.report import results_doc, write_report
+
+    for f in args.folders:
+        write_report(f)
+    if args.doc:
+        command = "python -m icl_tokens " + " ".join(shlex.quote(a) for a in args.argv or [])
+        Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.doc).write_text(results_doc(args.folders, command.strip()), encoding="utf-8")
+        print(f"wrote {args.doc}")
+    for f in args.folders:
+        print(f"{f}: report.md, report.html, tables/ rewritten")
+    return 0
