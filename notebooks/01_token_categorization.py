@@ -40,6 +40,7 @@ TASKS = ["sst2", "rte"] if SMOKE else ["sst2", "agnews", "trec", "dbpedia", "rte
 SEED = 0  # demonstration seed (the paper uses 0-14)
 K = 4  # shots
 N_TEST = 2 if SMOKE else 20  # test examples per task (one prompt each)
+SOLUTIONS = SMOKE  # run the exercises' folded solutions through their checkers (CI does)
 
 # %% [markdown]
 # ## Setup (ignore)
@@ -59,6 +60,8 @@ from icl_tokens.analysis.counts import (
     multi_category_tokens,
     tokenizer_facts,
 )
+from icl_tokens.categorize import TokenizedPrompt
+from icl_tokens.exercises import check_demo_counts, check_label_colons
 from icl_tokens.models import gpt2_tokenizer, load_tokenizer
 from icl_tokens.plotting import mask_heatmap, token_category_html, token_text
 
@@ -89,6 +92,15 @@ episodes, skipped = load_episodes(TASKS, seed=SEED, k=K, n_test=N_TEST)
 for task, reason in skipped.items():
     print(f"Note: skipping {task}: {reason}")
 print("tasks:", list(episodes))
+
+# %% [markdown]
+# ## Exercises
+#
+# The notebooks have short exercises in the manner of ARENA: **predict first** questions (write
+# your guess down before running the next cell), and small functions to write, each checked by a
+# function from `icl_tokens.exercises` on prompts of three tasks under three tokenizers. The
+# solutions are folded in `<details>` blocks; set `SOLUTIONS = True` in the parameters cell to run
+# them instead of your own code (the CI does).
 
 # %% [markdown]
 # ## One SST-2 prompt, coloured by category
@@ -133,6 +145,37 @@ display(pd.DataFrame([row for row in tp.table() if "label" in row["categories"]]
 display(pd.DataFrame(tp.table())[tp.demo == 0][["text", "categories", "roles"]])
 
 # %% [markdown]
+# ### Exercise 1 · Find the colon before each label
+#
+# The `:` of `Sentiment:` comes right before every label word; notebook 03 (the paper's §5.1)
+# singles it out. Write `label_colons(tp)`: the positions of those tokens, one per demonstration,
+# in order. Careful: `T_in` has a colon too (`Review:`), so has the test example, and a
+# demonstration's text may contain `:` (one of the checker's prompts does). Hint: the roles in the
+# table above (`tp.roles[i]`, or `tp.has_role(glob)` for a mask).
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def label_colons(tp):
+#     return np.flatnonzero(tp.has_role("demo_*.t_out.colon")).tolist()
+# ```
+#
+# </details>
+
+# %%
+def label_colons(tp: TokenizedPrompt) -> list[int]:
+    """Positions of the T_out colon of each demonstration (the token before its label)."""
+    raise NotImplementedError("write label_colons; the solution is folded above")
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def label_colons(tp):
+        return np.flatnonzero(tp.has_role("demo_*.t_out.colon")).tolist()
+
+if check_label_colons(label_colons):
+    print("T_out colons:", label_colons(tp), "→", [token_text(tp, i) for i in label_colons(tp)])
+
+# %% [markdown]
 # Roles take glob patterns, so a knockout or a probe can pick out, say, the colon of every
 # demonstration's `T_out` (`Sentiment:`), the token right before each label word:
 
@@ -150,6 +193,42 @@ print("demo_*.t_out.colon at positions", np.flatnonzero(colons).tolist(),
 
 # %%
 display(mask_heatmap(tp, condition_knockout(tp, "+template"), max_tokens=60))
+
+# %% [markdown]
+# ### Exercise 2 · Count what a knockout can hide
+#
+# **Predict first.** In the SST-2 prompt above, rank TEMP, STOP, CONT and LABEL by how many
+# demonstration tokens carry them. About how many TEMP tokens does one demonstration have under
+# Gemma-3? Write your guesses down.
+#
+# Then write `demo_counts(tp)`: a dict `{"template": n, "stopword": n, "content": n, "label": n}`
+# counting the tokens *of the demonstrations* (`tp.demo >= 0`) that carry each category; a token
+# with several categories counts once in each. `tp.has(category)` is a Bool mask over tokens.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def demo_counts(tp):
+#     return {kind: int((tp.has(kind) & (tp.demo >= 0)).sum())
+#             for kind in ["template", "stopword", "content", "label"]}
+# ```
+#
+# </details>
+
+# %%
+def demo_counts(tp: TokenizedPrompt) -> dict[str, int]:
+    """Demonstration tokens per category (template, stopword, content, label)."""
+    raise NotImplementedError("write demo_counts; the solution is folded above")
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def demo_counts(tp):
+        return {kind: int((tp.has(kind) & (tp.demo >= 0)).sum())
+                for kind in ["template", "stopword", "content", "label"]}
+
+if check_demo_counts(demo_counts):
+    print("this prompt:", demo_counts(tp))
+    print("per demonstration:", {kind: n / K for kind, n in demo_counts(tp).items()})
 
 # %% [markdown]
 # ## Category counts per task and tokenizer
@@ -176,6 +255,11 @@ display(prompt_counts)
 # ### BOS and newlines
 #
 # The probes are tokenized *in context* (pieces joined by `|`, whitespace visible).
+
+# %% [markdown]
+# **Predict first.** Gemma-3 has a single token for `\n\n`. How many tokens do GPT-2 and
+# SmolLM2 use for the `\n\n` between two demonstrations (`...Positive\n\nReview:`), and what
+# does that do to the number of TEMP + STOP tokens per demonstration? The next two cells answer.
 
 # %%
 facts = tokenizer_facts(tokenizers)

@@ -56,6 +56,7 @@ DEVICE = None  # None lets TransformerLens choose; e.g. "cpu" or "cuda"
 DTYPE = "float32"
 OUT_DIR = None  # a folder: per-task CSVs that a rerun resumes from; None keeps results in memory
 PAPER_MODEL = "Llama-7B"  # the paper's model shown alongside (OpenLlama-3B, Llama-7B/13B/30B)
+SOLUTIONS = SMOKE  # run the exercises' folded solutions through their checkers (CI does)
 
 # %% [markdown]
 # With the defaults (2 tasks × 2 seeds × 20 examples × 9 conditions = 720 rows) the sweep takes
@@ -67,6 +68,7 @@ PAPER_MODEL = "Llama-7B"  # the paper's model shown alongside (OpenLlama-3B, Lla
 # ## Setup (ignore)
 
 # %%
+import numpy as np
 import pandas as pd
 import torch
 from IPython.display import HTML, display
@@ -98,12 +100,14 @@ from icl_tokens.categorize import categorize
 from icl_tokens.data import DataUnavailableError, load_task_data
 from icl_tokens.engine import LabelSet, PrefixCache, score_items
 from icl_tokens.episodes import sample_episode
+from icl_tokens.exercises import check_key_rule, check_knockout_mask, check_no_colon_knockout
 from icl_tokens.experiments import (
     AblationConfig,
     representation_items,
     run_ablation,
     sliding_window,
 )
+from icl_tokens.explore import ExplorerState, Selection, update_view
 from icl_tokens.models import load_model, load_tokenizer, model_info
 from icl_tokens.plotting import accuracy_bar, mask_heatmap, token_category_html
 from icl_tokens.prompts import build_prompt
@@ -208,6 +212,89 @@ print(f"{int((tp.demo >= 0).sum())} demonstration tokens in this prompt")
 display(hidden_counts(tp))
 
 # %% [markdown]
+# ### Exercise 1 · The key rule
+#
+# Write `hidden_keys(tp, hidden)`: a Bool mask over the prompt's tokens, True for the keys the test
+# example may not see when the kinds in `hidden` (a set of `"template"`, `"stopword"`,
+# `"content"`) are hidden. The rule (paper-spec §6 E1): a token is hidden iff it carries at least
+# one of the three kinds and *every* kind it carries is hidden; BOS, the instruction, the label
+# words and the test example are never hidden. `tp.has(category)` gives one category's mask.
+#
+# **Predict first.** Under `icl-template` (`hidden = {"template"}`), is the `\n` after a review
+# hidden? And under `+content` (`hidden = {"template", "stopword"}`)?
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def hidden_keys(tp, hidden):
+#     has_kind = np.zeros(len(tp), dtype=bool)
+#     all_hidden = np.ones(len(tp), dtype=bool)
+#     for kind in ["template", "stopword", "content"]:
+#         has_kind |= tp.has(kind)
+#         if kind not in hidden:
+#             all_hidden &= ~tp.has(kind)
+#     protected = tp.has("bos") | tp.has("instruction") | tp.has("label") | tp.has("test")
+#     return has_kind & all_hidden & ~protected
+# ```
+#
+# </details>
+
+# %%
+def hidden_keys(tp, hidden: frozenset[str]) -> np.ndarray:
+    """Bool [pos]: keys hidden from the test example when the kinds `hidden` are hidden."""
+    raise NotImplementedError("write hidden_keys; the solution is folded above")
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def hidden_keys(tp, hidden):
+        has_kind = np.zeros(len(tp), dtype=bool)
+        all_hidden = np.ones(len(tp), dtype=bool)
+        for kind in ["template", "stopword", "content"]:
+            has_kind |= tp.has(kind)
+            if kind not in hidden:
+                all_hidden &= ~tp.has(kind)
+        protected = tp.has("bos") | tp.has("instruction") | tp.has("label") | tp.has("test")
+        return has_kind & all_hidden & ~protected
+
+if check_key_rule(hidden_keys):
+    newline = int(np.flatnonzero(tp.has_role("demo_*.t_in.newline"))[0])
+    for c in ("icl-template", "+content"):
+        print(f"{c}: the demonstration newline at {newline} hidden?",
+              bool(hidden_keys(tp, CONDITIONS[c])[newline]))
+
+# %% [markdown]
+# ### Exercise 2 · The knockout mask
+#
+# Now the mask itself: write `knockout_mask(tp, condition)`, a Bool `[query, key]` array over all
+# prompt positions (True = blocked) in which the test example's tokens may not attend to the keys
+# that `condition` hides (`CONDITIONS[condition]` is its set of hidden kinds); every other row is
+# all False. It is `condition_knockout(tp, condition).dense()`, which the heatmaps above draw.
+# Use your `hidden_keys`.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def knockout_mask(tp, condition):
+#     queries = tp.has("test")
+#     return queries[:, None] & hidden_keys(tp, CONDITIONS[condition])[None, :]
+# ```
+#
+# </details>
+
+# %%
+def knockout_mask(tp, condition: str) -> np.ndarray:
+    """Bool [query, key]: what `condition` blocks (True = blocked)."""
+    raise NotImplementedError("write knockout_mask; the solution is folded above")
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def knockout_mask(tp, condition):
+        queries = tp.has("test")
+        return queries[:, None] & hidden_keys(tp, CONDITIONS[condition])[None, :]
+
+check_knockout_mask(knockout_mask)
+
+# %% [markdown]
 # ## Hands on: one knockout, by hand
 #
 # `attention_knockout(model, mask)` is a context manager. It installs a hook on
@@ -244,6 +331,12 @@ print(f"canary 2 (+template): max |Δlogit| at demonstration positions = "
       f"{(knocked[0, :p] - plain[0, :p]).abs().max().item():.3g}; "
       f"at test positions = {(knocked[0, p:] - plain[0, p:]).abs().max().item():.3g}")
 
+# %% [markdown]
+# **Predict first.** The next cell reads the label-word probabilities of this one prompt under
+# every condition. Before running it: under `+template` (the test example sees only the template
+# tokens, the labels and the always-visible tokens), does P(gold) go up or down compared to `icl`?
+# Under `none`? Which condition do you expect to move the most probability to *other* tokens?
+
 # %%
 def label_distribution(condition: str) -> dict[str, float]:
     """P(first token of each label word) at the last prompt position under a condition."""
@@ -268,7 +361,25 @@ with pd.option_context("display.precision", 3):
 # moves probability mass from the label words to other tokens, greedy generation may produce
 # something that is not a label word, which the generation-based metric counts as wrong (below).
 # This is a single prompt; the sweep averages over many.
+
+# %% [markdown]
+# ### The same prompt in the knockout explorer
 #
+# `icl_tokens.explore(model, tokenizer, task=TASKS[0], seed=SEEDS[0], k=K)` opens this section as
+# an interactive widget in Jupyter: pick the kinds, roles or demonstrations to hide, click single
+# tokens, restrict the knockout to a layer window or to some heads, and the prediction, the
+# label-word probabilities and the test example's attention mass per category update at once
+# (each change runs only the test suffix; the demonstration prefix is cached). The selection can
+# be copied out as the Python knockout it stands for. Its static view needs no kernel; here is
+# `+template` (struck-through tokens are hidden from the test example; the bar under a token is
+# the attention it gets from the test example, averaged over layers, heads and test tokens):
+
+# %%
+explorer = ExplorerState.from_examples(model, tokenizer, task0, episode0.demos, episode0.tests[0])
+view = explorer.update(Selection(kinds=frozenset(CONDITIONS["+template"])))
+display(HTML(update_view(explorer, view, title="+template in the explorer", full_page=False)))
+
+# %% [markdown]
 # ## Sanity check: can the model do the task?
 #
 # Before ablating anything, zero-shot against Standard ICL on a handful of test examples of the
@@ -526,6 +637,47 @@ naive = score_items(model, tokenizer, items, scoring="label", engine="naive")
 print("max |Δ label score|, cached vs naive:", max(
     abs(a.label_scores[w] - b.label_scores[w]) for a, b in zip(rows, naive)
     for w in a.label_scores))
+
+# %% [markdown]
+# ### Exercise 3 · Compose a knockout
+#
+# **Predict first.** The `:` right before each demonstration's label (`Sentiment:`) is a template
+# token, so `+template` keeps it visible. If the test example may not see those colons either,
+# does `+template` lose much? (The paper's §5.1 and notebook 03 come back to the colons.)
+#
+# Write `no_colon_knockout()`: a `Knockout` that is `+template` plus a block that hides every
+# demonstration's `T_out` colon (role `demo_*.t_out.colon`) from the test example, generated
+# tokens included (`Sel.test()`). The checker compares what it blocks on every prompt. Then the
+# next cell scores it on the sanity-check examples.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def no_colon_knockout():
+#     colons = Block(Sel.test(), Sel.role("demo_*.t_out.colon"))
+#     return (knockout_for("+template") | Knockout((colons,))).with_name("+template-colon")
+# ```
+#
+# </details>
+
+# %%
+def no_colon_knockout() -> Knockout:
+    """+template, and the test example may not see the demonstrations' T_out colons."""
+    raise NotImplementedError("write no_colon_knockout; the solution is folded above")
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def no_colon_knockout():
+        colons = Block(Sel.test(), Sel.role("demo_*.t_out.colon"))
+        return (knockout_for("+template") | Knockout((colons,))).with_name("+template-colon")
+
+if check_no_colon_knockout(no_colon_knockout):
+    ko3 = no_colon_knockout()
+    items3 = [it.with_knockout(ko3, ko3.name) for it in items if it.condition == "icl"]
+    rows3 = score_items(model, tokenizer, items3, scoring="generate", prefix_cache=cache)
+    display(pd.DataFrame([{"example_id": r.example_id, "gold": r.gold,
+                           "+template": p.gen_prediction, ko3.name: r.gen_prediction}
+                          for r, p in zip(rows3, [r for r in rows if r.condition == "+template"])]))
 
 # %% [markdown]
 # ## Summary

@@ -212,3 +212,50 @@ def test_exercise_prompts_cover_the_tricky_tokens():
     merged = sum(int((tp.has("template") & tp.has("stopword") & ~tp.has("test")
                       & (tp.demo >= 0)).sum()) for _, tp in prompts)
     assert multi > 0 and merged > 0
+
+
+def _folded_and_run_solutions(text: str) -> tuple[list[str], list[str]]:
+    """The ```python blocks of the notebook's <details> solutions, and the bodies of its
+    ``if SOLUTIONS:`` cells (dedented), in order."""
+    import textwrap
+
+    lines = text.split("\n")
+    folded, run, i = [], [], 0
+    while i < len(lines):
+        if lines[i].startswith("# <details><summary>Solution"):
+            j = next(k for k in range(i, len(lines)) if lines[k] == "# ```python")
+            end = next(k for k in range(j + 1, len(lines)) if lines[k] == "# ```")
+            folded.append("\n".join(x[2:] if x.startswith("# ") else "" for x in
+                                    lines[j + 1:end]))
+            i = end
+        elif lines[i].startswith("if SOLUTIONS:"):
+            body = []
+            for x in lines[i + 1:]:
+                if x and not x.startswith(" "):
+                    break
+                body.append(x)
+            run.append(textwrap.dedent("\n".join(body)).strip("\n"))
+        i += 1
+    return folded, run
+
+
+@pytest.mark.parametrize("name", ["01_token_categorization", "02_representation_ablation",
+                                  "03_token_ablation"])
+def test_notebook_runs_the_solutions_it_shows(name):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.py").read_text()
+    folded, run = _folded_and_run_solutions(text)
+    assert len(folded) >= 2, f"{name} should have at least two exercises with solutions"
+    assert folded == run, f"{name}: a folded solution differs from the one the CI runs"
+    assert 'SOLUTIONS = SMOKE' in text and text.count("check_") >= 2 * len(folded)
+
+
+def test_an_unwritten_exercise_is_reported_not_raised(capsys):
+    def stub(tp):
+        raise NotImplementedError("write demo_counts")
+
+    assert ex.check_demo_counts(stub) is False
+    assert "not written yet" in capsys.readouterr().out
+    with pytest.raises(ZeroDivisionError):  # any other error of the reader's code propagates
+        ex.check_demo_counts(lambda tp: 1 / 0)
