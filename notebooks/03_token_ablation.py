@@ -59,6 +59,7 @@ DEVICE = None  # None lets TransformerLens choose; e.g. "cpu" or "cuda"
 DTYPE = "float32"
 OUT_DIR = None  # a folder: per-task CSVs that a rerun resumes from, and the figures
 PAPER_MODEL = "Llama-7B"  # the paper's model shown alongside (OpenLlama-3B, Llama-7B/13B/30B)
+SOLUTIONS = SMOKE  # run the exercises' folded solutions through their checkers (CI does)
 
 # %% [markdown]
 # Every test example gets 23 rows: 5 representation-level conditions, 6 token-level ones and
@@ -76,7 +77,7 @@ import pandas as pd
 import torch
 from IPython.display import HTML, display
 
-from icl_tokens.ablation import CONDITION_LABELS
+from icl_tokens.ablation import CONDITION_LABELS, Block, Knockout, Sel
 from icl_tokens.analysis.tables import (
     accuracy_table,
     format_accuracy_table,
@@ -86,6 +87,7 @@ from icl_tokens.analysis.tables import (
 from icl_tokens.categorize import categorize
 from icl_tokens.data import DataUnavailableError, load_task_data
 from icl_tokens.episodes import sample_episode
+from icl_tokens.exercises import check_removal_mask, check_template_part_knockout
 from icl_tokens.experiments import AblationConfig, run_ablation
 from icl_tokens.experiments.template_parts import (
     PAPER_CELLS,
@@ -205,6 +207,52 @@ for cond in TEMP_ROWS:
 display(hidden_counts(tp, ["icl-content", "icl-stopword", "icl-template"]))
 
 # %% [markdown]
+# ### Exercise 1 · The removal rule
+#
+# Write `drop_mask(tp, removed)`: a Bool mask over the prompt's tokens, True for the tokens that the
+# token level drops when the kinds in `removed` go (the rules listed above: a token goes iff it
+# carries at least one of template/stopword/content and all of those it carries are removed; BOS,
+# the instruction and the label words always stay; the test example loses the same kinds as the
+# demonstrations). Compare it with notebook 02's key rule: which of its protections is gone here?
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def drop_mask(tp, removed):
+#     has_kind = np.zeros(len(tp), dtype=bool)
+#     all_removed = np.ones(len(tp), dtype=bool)
+#     for kind in ["template", "stopword", "content"]:
+#         has_kind |= tp.has(kind)
+#         if kind not in removed:
+#             all_removed &= ~tp.has(kind)
+#     protected = tp.has("bos") | tp.has("instruction") | tp.has("label")
+#     return has_kind & all_removed & ~protected
+# ```
+#
+# </details>
+
+# %%
+def drop_mask(tp, removed: frozenset[str]) -> np.ndarray:
+    """Bool [pos]: tokens removed from the prompt when the kinds `removed` are removed."""
+    raise NotImplementedError("write drop_mask; the solution is folded above")
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def drop_mask(tp, removed):
+        has_kind = np.zeros(len(tp), dtype=bool)
+        all_removed = np.ones(len(tp), dtype=bool)
+        for kind in ["template", "stopword", "content"]:
+            has_kind |= tp.has(kind)
+            if kind not in removed:
+                all_removed &= ~tp.has(kind)
+        protected = tp.has("bos") | tp.has("instruction") | tp.has("label")
+        return has_kind & all_removed & ~protected
+
+if check_removal_mask(drop_mask):
+    print("tokens dropped by icl-content in this prompt:",
+          int(drop_mask(tp, frozenset({"content"})).sum()), "of", len(tp))
+
+# %% [markdown]
 # **Gotcha (the kinds differ in size):** CONT is most of every demonstration, so `icl-content`
 # removes several times as many tokens as `icl-template`. The paper does not control for this
 # (a reviewer's point); compare the counts above when reading the accuracies.
@@ -221,6 +269,13 @@ display(hidden_counts(tp, ["icl-content", "icl-stopword", "icl-template"]))
 #
 # They all sample the same demonstrations (seed) and test examples, so their rows pair up by
 # (task, seed, example).
+
+# %% [markdown]
+# **Predict first.** Before the runs: for the content tokens, which costs more accuracy, hiding
+# their representations from the test example (notebook 02's `icl-content`) or removing them from
+# the prompt (`icl-content` here)? Will removing the template tokens take Gemma-3-270M to about
+# 0 % acc_gen, as it takes the paper's models, and will the final `:` bring it back? Write your
+# guesses down; the tables and the check table below answer.
 
 # %%
 def out_path(name: str, task: str) -> str | None:
@@ -368,6 +423,52 @@ display(top.unstack("task").reindex(["icl", *TEMP_ROWS]))
 #
 # `temp+label` hides exactly what notebook 02's `+template` hides: Table 5's first cell is
 # Table 2's "+TEMP" (the paper's numbers agree, and so do ours; `icl_tokens` tests it).
+
+# %% [markdown]
+# ### Exercise 2 · A template-part knockout
+#
+# Each template-part condition is one block: the test example may not see any demonstration token
+# outside a visible set. Write `part_knockout(part, colon, label)`, where `part` is `"temp"` (every
+# demonstration template token), `"t_out"` or `"t_in"` (template tokens with roles
+# `demo_*.t_out.*` / `demo_*.t_in.*`); without `colon` the template colons (`demo_*.t_in.colon`,
+# `demo_*.t_out.colon`) are not visible either; with `label` the label words are visible too. The
+# checker compares all twelve conditions with `icl_tokens`' own.
+#
+# **Predict first.** Of `t_out+label` and `t_in+label`, which keeps more accuracy? And what do you
+# expect from every label-hidden (`-label`) cell for a 270M-parameter model?
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def part_knockout(part, colon, label):
+#     where = Sel.part("demo") if part == "temp" else Sel.role(f"demo_*.{part}.*")
+#     visible = Sel.category("template") & where
+#     if not colon:
+#         visible = visible & ~Sel.role("demo_*.t_in.colon", "demo_*.t_out.colon")
+#     if label:
+#         visible = visible | Sel.category("label")
+#     return Knockout((Block(Sel.test(), Sel.part("demo") & ~visible),))
+# ```
+#
+# </details>
+
+# %%
+def part_knockout(part: str, colon: bool, label: bool) -> Knockout:
+    """The template-part knockout: the test example sees only these demonstration tokens."""
+    raise NotImplementedError("write part_knockout; the solution is folded above")
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def part_knockout(part, colon, label):
+        where = Sel.part("demo") if part == "temp" else Sel.role(f"demo_*.{part}.*")
+        visible = Sel.category("template") & where
+        if not colon:
+            visible = visible & ~Sel.role("demo_*.t_in.colon", "demo_*.t_out.colon")
+        if label:
+            visible = visible | Sel.category("label")
+        return Knockout((Block(Sel.test(), Sel.part("demo") & ~visible),))
+
+check_template_part_knockout(part_knockout)
 
 # %%
 part_acc = accuracy_table(part_results)
