@@ -219,3 +219,64 @@ def test_summary_and_bad_scopes(setup):
         attention_mass(bridge, tok, items, scopes=("first",))
     with pytest.raises(ValueError, match="not in the table"):
         summarize_mass(df, by=("nope",))
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def _cli(tiny_dir, out, *extra):
+    from icl_tokens.cli import main
+
+    return main(["attention", "--model", str(tiny_dir), "--task", "sst2", "--seeds", "0,1",
+                 "--n-test", "3", "--k", "2", "--no-progress", "--out", str(out), *extra])
+
+
+def test_attention_command_writes_resumes_and_refuses_bad_input(tiny_dir, data_dir, tmp_path,
+                                                                capsys):
+    out = tmp_path / "a.csv"
+    assert _cli(tiny_dir, out, "--aggregation", "--count", "exact") == 0
+    df = pd.read_csv(out)
+    assert set(df.knockout) == {"icl", "agg"} and set(df.scope) == {"test", "last"}
+    sums = df.groupby(["seed", "example_id", "knockout", "scope", "layer", "head"])["mass"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0, atol=1e-5)  # exact groups: a partition
+    assert len(sums) == 2 * 3 * 2 * 2 * 2 * 4  # seeds x examples x knockouts x scopes x L x H
+    assert "queries = last" in capsys.readouterr().out
+    n = len(df)
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:-30]) + "\n")  # an interrupted run
+    assert _cli(tiny_dir, out, "--aggregation", "--count", "exact") == 0
+    again = pd.read_csv(out)
+    assert len(again) == n and not again.duplicated("condition").all()
+    key = ["seed", "example_id", "condition"]
+    pd.testing.assert_frame_equal(again.sort_values(key).reset_index(drop=True),
+                                  df.sort_values(key).reset_index(drop=True), atol=1e-6)
+    assert _cli(tiny_dir, out, "--count", "each") == 2  # other arguments
+    assert "different arguments" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    assert _cli(tiny_dir, bad, "--scopes", "first") == 2
+    assert "unknown attention scopes" in capsys.readouterr().err
+    assert not bad.exists()
+    assert _cli(tiny_dir, bad, "--k", "0") == 2
+    assert "--k >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_gemma_attention_mass_is_a_partition_and_matches_the_pure_function():
+    """Gemma-3-270M (sliding-window layers included), SST-2 seed 0, 2 test examples: batched
+    capture equals category_mass on one unbatched forward, and exact groups sum to 1."""
+    from icl_tokens.data import load_task_data
+    from icl_tokens.episodes import sample_episode
+    from icl_tokens.models import load_model, load_tokenizer
+
+    torch.set_grad_enabled(False)
+    model, tok = load_model(), load_tokenizer()
+    task = load_task("sst2")
+    ep = sample_episode(load_task_data(task), 0, k=4, n_test=2)
+    labels = LabelSet.for_task(task, tok)
+    items = [prompt_item(task, tok, labels, ep, t) for t in ep.tests]
+    df = attention_mass(model, tok, items, count="exact", batch_size=2)
+    sums = df.groupby(["example_id", "scope", "layer", "head"])["mass"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0, atol=1e-4)
+    ref = category_mass(_full_pattern(model, items[1]), items[1], Sel.last(), count="exact")
+    got = df[(df.example_id == items[1].example_id) & (df.scope == "last")]
+    np.testing.assert_allclose(got["mass"].to_numpy(), ref["mass"].to_numpy(), atol=1e-4)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from icl_tokens.ablation import Sel
 from icl_tokens.aggregation.block import aggregation_knockout
 from icl_tokens.aggregation.probes import (
     PROBE_COLUMNS,
@@ -30,7 +31,7 @@ from icl_tokens.aggregation.probes import (
 )
 from icl_tokens.cli import main
 from icl_tokens.data import load_task_data
-from icl_tokens.engine import LabelSet
+from icl_tokens.engine import LabelSet, capture_activations, resid_names
 from icl_tokens.episodes import Episode, sample_episode
 from icl_tokens.models import tiny_model
 from icl_tokens.plotting import probe_curves
@@ -229,6 +230,11 @@ def test_capture_gives_one_point_per_demonstration_and_the_engines_answers(bridg
     # test.last answers from the capture pass equal the scoring engine's label predictions
     answers = model_answers(bridge, tok, items)
     assert [task.label_words[i] for i in data["test.last"].y] == answers
+    # the features are those of a plain capture (skipping the unembedding changes nothing)
+    plain = capture_activations(bridge, tok, items[:3], resid_names(2),
+                                positions=Sel.role("demo_*.t_out.colon"))
+    ref = np.stack([np.stack([c.acts[n].numpy() for n in resid_names(2)], 1) for c in plain])
+    np.testing.assert_allclose(data["t_out.colon"].X[:6], ref.reshape(6, 2, 64), atol=1e-5)
     # the label token (its own embedding) carries the label: a positive control
     fit = fit_probe(data["label"].X[:, 0], data["label"].y, data["label"].groups, folds=4)
     assert fit.accuracy >= 0.9
@@ -307,3 +313,27 @@ def test_probe_command_bad_input_leaves_nothing(tiny_dir, probe_data_dir, tmp_pa
     assert _cli(tiny_dir, out, *extra) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and not out.with_name("bad.csv.meta.json").exists()
+
+
+# ------------------------------------------------------------------ Gemma-3-270M
+
+
+@pytest.mark.integration
+def test_gemma_answers_and_the_label_token_positive_control():
+    """On the default model: the answers read off the capture pass equal the scoring engine's
+    label predictions, and the label word's own token carries the label (SST-2, CBU data from
+    ICL_TOKENS_DATA_DIR, seed 0, 20 probe prompts)."""
+    import torch
+
+    from icl_tokens.models import load_model, load_tokenizer
+
+    torch.set_grad_enabled(False)
+    model, tok = load_model(), load_tokenizer()
+    task = load_task("sst2")
+    items = probe_items(task, tok, LabelSet.for_task(task, tok),
+                        probe_episodes(load_task_data(task), [0], k=4, n_test=20))
+    data = collect_probe_data(model, tok, items, positions=["label", "test.last"], layers=[0, 9])
+    answers = model_answers(model, tok, items)
+    assert [task.label_words[i] for i in data["test.last"].y] == answers
+    d = data["label"]
+    assert fit_probe(d.X[:, 0], d.y, d.groups).accuracy >= 0.95

@@ -393,15 +393,22 @@ def model_answers(model: Any, tokenizer: Any, items: Sequence[Item], *,
 _UNEMBED_IN = "unembed.hook_in"
 
 
-def _answer_from_final(model: Any, final: Any, labels: LabelSet) -> str:
-    """The label word whose (single) token has the highest logit at the last position: the
-    engine's label prediction when every label is one token (the softmax is monotone)."""
+def _answer_from_final(model: Any, resid: Any, labels: LabelSet) -> str:
+    """The label word whose (single) token has the highest logit, from the last layer's
+    ``hook_resid_post`` at the last token (``unembed(ln_final(resid))``): the engine's label
+    prediction when every label is one token (the softmax is monotone)."""
     import torch
 
     with torch.no_grad():
-        logits = model.unembed(final[None].to(next(model.parameters()).device))[0]
+        x = resid[None, None].to(next(model.parameters()).device)
+        logits = model.unembed(model.ln_final(x))[0, 0]
     ids = [labels.ids[w][0] for w in labels.words]
     return labels.words[int(torch.argmax(logits[ids]))]
+
+
+def _last_column(t: Any, hook: Any) -> Any:
+    """Unembed only the batch's last column: capture reads no logits (speed only)."""
+    return t[:, -1:]
 
 
 def _check_positions(positions: Iterable[str]) -> list[str]:
@@ -451,52 +458,38 @@ def collect_probe_data(
              for it in items]
     classes = tuple(items[0].labels.words)
     cls_index = {w: i for i, w in enumerate(classes)}
-    # The answers: from the capture pass itself when every label is one token (the final
-    # normalised residual at the last token, unembedded), else one scoring pass.
+    # The answers: from the capture pass itself when every label is one token (the last
+    # layer's residual at the last token, unembedded), else one scoring pass.
     from_final = ("test.last" in positions and answers is None
-                  and items[0].labels.max_len == 1 and _UNEMBED_IN in model.hook_dict)
+                  and items[0].labels.max_len == 1)
     if "test.last" in positions and answers is None and not from_final:
         answers = model_answers(model, tokenizer, items, batch_size=batch_size)
     names = [resid_names(n_layers)[layer] for layer in layers]
-    extra = [_UNEMBED_IN] if from_final else []
+    final = resid_names(n_layers)[-1]
+    extra = [final] if from_final and final not in names else []
+    # The forward's logits are never read: unembed one column only (most of a small model's
+    # forward is its unembedding of every position).
+    skip_logits = ([(_UNEMBED_IN, _last_column)] if _UNEMBED_IN in getattr(model, "hook_dict", {})
+                   else [])
     union = Sel.nothing()
     for p in positions:
         union = union | PROBE_POSITIONS[p].sel
     acc: dict[str, dict[str, list[Any]]] = {
         p: {"X": [], "y": [], "g": [], "t": [], "s": []} for p in positions}
-    n_done = 0
-    for batch in iter_captures(model, tokenizer, items, names + extra, positions=union,
-                               batch_size=batch_size):
-        for cap in batch:
-            it = cap.item
-            if from_final:
-                last = int(np.flatnonzero(cap.positions == len(it) - 1)[0])
-                answer = _answer_from_final(model, cap.acts[_UNEMBED_IN][last], it.labels)
-            else:
-                answer = answers[n_done] if answers is not None else None
-            feats = np.stack([cap.acts[n].float().numpy() for n in names], axis=1)  # [sel,L,d]
-            where = {int(p): i for i, p in enumerate(cap.positions)}
-            for p in positions:
-                pos = PROBE_POSITIONS[p]
-                mask = pos.sel.mask(it)
-                if pos.where == "test":
-                    idx = np.flatnonzero(mask)
-                    points = [(int(idx[-1]), answer, it.meta["test_text"])]
-                else:
-                    points = []
-                    for d in range(it.meta["k"]):
-                        idx = np.flatnonzero(mask & (it.demo == d))
-                        if len(idx):
-                            points.append((int(idx[-1]), it.meta["demo_gold"][d],
-                                           it.meta["demo_text"][d]))
-                for at, label, text in points:
-                    a = acc[p]
-                    a["X"].append(feats[where[at]])
-                    a["y"].append(cls_index[label])
-                    a["g"].append(it.meta["group"])
-                    a["t"].append(text)
-                    a["s"].append(it.meta["seed"])
-            n_done += 1
+    index = {id(it): i for i, it in enumerate(items)}
+
+    def answer_of(cap: Any) -> str | None:
+        if from_final:
+            last = int(np.flatnonzero(cap.positions == len(cap.item) - 1)[0])
+            return _answer_from_final(model, cap.acts[final][last], cap.item.labels)
+        return None if answers is None else answers[index[id(cap.item)]]
+
+    with model.hooks(fwd_hooks=skip_logits):
+        for batch in iter_captures(model, tokenizer, items, names + extra, positions=union,
+                                   batch_size=batch_size):
+            for cap in batch:
+                _add_points(cap, positions, names, cls_index, answer_of(cap), acc)
+
     out = {}
     for p in positions:
         a = acc[p]
@@ -507,6 +500,33 @@ def collect_probe_data(
                            np.array(a["g"]), a["t"], np.array(a["s"]), layers,
                            "answer" if PROBE_POSITIONS[p].where == "test" else "gold")
     return out
+
+
+def _add_points(cap: Any, positions: Sequence[str], names: Sequence[str],
+                cls_index: dict[str, int], answer: str | None,
+                acc: dict[str, dict[str, list[Any]]]) -> None:
+    """Append one capture's points (one per demonstration, or the prompt's) to ``acc``."""
+    it = cap.item
+    feats = np.stack([cap.acts[n].float().numpy() for n in names], axis=1)  # [sel, layer, d]
+    where = {int(p): i for i, p in enumerate(cap.positions)}
+    for p in positions:
+        pos = PROBE_POSITIONS[p]
+        mask = pos.sel.mask(it)
+        if pos.where == "test":
+            points = [(int(np.flatnonzero(mask)[-1]), answer, it.meta["test_text"])]
+        else:
+            points = []
+            for d in range(it.meta["k"]):
+                idx = np.flatnonzero(mask & (it.demo == d))
+                if len(idx):
+                    points.append((int(idx[-1]), it.meta["demo_gold"][d], it.meta["demo_text"][d]))
+        for at, label, text in points:
+            a = acc[p]
+            a["X"].append(feats[where[at]])
+            a["y"].append(cls_index[label])
+            a["g"].append(it.meta["group"])
+            a["t"].append(text)
+            a["s"].append(it.meta["seed"])
 
 
 # ------------------------------------------------------------------ tables

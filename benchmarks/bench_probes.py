@@ -1,0 +1,116 @@
+"""Time of the probes on all layers of one task (issue 8 point 3; target <= 5 min on the
+2-core CPU machine for SST-2, 2 seeds x 50 examples, Gemma-3-270M).
+
+Measures, on the package's own path (:func:`~icl_tokens.aggregation.probes.collect_probe_data`
+then :func:`~icl_tokens.aggregation.probes.probe_table` for every position, as ``probe`` does):
+
+1. building the probe prompts (tokenisation, categorisation, groups);
+2. capture: one forward per prompt with ``hook_resid_post`` of every layer at every probe
+   position (and the model's answer from the same pass);
+3. fitting: per position and layer, the task probe and its control (nested group k-fold,
+   inner-CV C), pooled over the seeds;
+
+and prints the split, the total against the target, and a short accuracy table. With
+``--aggregation`` it also times the same probes under the aggregation block.
+
+Usage::
+
+    ICL_TOKENS_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_probes.py
+    python benchmarks/bench_probes.py --aggregation --save results/probes_sst2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pandas as pd
+import torch
+
+from icl_tokens.aggregation.probes import (
+    PROBE_POSITIONS,
+    collect_probe_data,
+    probe_episodes,
+    probe_items,
+    probe_table,
+)
+from icl_tokens.data import load_task_data
+from icl_tokens.engine.items import LabelSet
+from icl_tokens.tasks import load_task
+
+TARGET_S = 300.0
+
+
+def _run(model, tok, items, knockout, name, batch_size):
+    t0 = time.perf_counter()
+    data = collect_probe_data(model, tok, items, knockout=knockout, batch_size=batch_size)
+    t1 = time.perf_counter()
+    df = pd.concat([probe_table(d, knockout=name) for d in data.values()], ignore_index=True)
+    t2 = time.perf_counter()
+    return df, t1 - t0, t2 - t1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--task", default="sst2")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--n-test", type=int, default=50)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--aggregation", action="store_true")
+    ap.add_argument("--save", default=None,
+                    help="also write the table (PATH.csv) and the probe curves (PATH.html/.json)")
+    args = ap.parse_args()
+
+    from icl_tokens.models import load_model, load_tokenizer
+
+    torch.set_grad_enabled(False)
+    model = load_model(args.model)
+    tok = load_tokenizer(args.model)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    t0 = time.perf_counter()
+    task = load_task(args.task)
+    data = load_task_data(task)
+    items = probe_items(task, tok, LabelSet.for_task(task, tok),
+                        probe_episodes(data, seeds, k=args.k, n_test=args.n_test))
+    t_build = time.perf_counter() - t0
+    n_layers = int(model.cfg.n_layers)
+    print(f"model {args.model} ({n_layers} layers, d_model {model.cfg.d_model}); task "
+          f"{task.name} from {data.source} ({data.location}); seeds {seeds} x {args.n_test} "
+          f"examples, k={args.k}: {len(items)} prompts of {min(map(len, items))}-"
+          f"{max(map(len, items))} tokens; {len(PROBE_POSITIONS)} positions x {n_layers} "
+          f"layers; torch threads {torch.get_num_threads()}")
+    df, t_cap, t_fit = _run(model, tok, items, None, "icl", args.batch_size)
+    total = t_build + t_cap + t_fit
+    print(f"build prompts {t_build:6.1f} s")
+    print(f"capture       {t_cap:6.1f} s  ({t_cap / len(items):.2f} s per prompt)")
+    print(f"fit           {t_fit:6.1f} s  ({t_fit / len(df):.2f} s per position x layer, task "
+          "+ control)")
+    print(f"total         {total:6.1f} s  (target <= {TARGET_S:.0f} s: "
+          f"{'met' if total <= TARGET_S else 'NOT met'})")
+    if args.aggregation:
+        from icl_tokens.aggregation.block import aggregation_knockout
+
+        ko = aggregation_knockout()
+        agg, c2, f2 = _run(model, tok, items, ko, ko.name, args.batch_size)
+        print(f"with the aggregation block: capture {c2:.1f} s, fit {f2:.1f} s")
+        df = pd.concat([df, agg], ignore_index=True)
+    best = (df.sort_values("accuracy").groupby(["knockout", "position"], sort=False).tail(1)
+            .sort_values(["knockout", "position"]))
+    print(best[["knockout", "position", "layer", "accuracy", "majority", "control",
+                "selectivity", "n", "n_groups"]].round(3).to_string(index=False))
+    if args.save:
+        from pathlib import Path
+
+        from icl_tokens.plotting import probe_curves, save_figure
+
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(f"{args.save}.csv", index=False)
+        paths = save_figure(probe_curves(df, title=f"{args.model}, {task.name}: probes"),
+                            args.save)
+        print(f"table: {args.save}.csv; figure: {', '.join(map(str, paths))}")
+
+
+if __name__ == "__main__":
+    main()
