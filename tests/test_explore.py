@@ -198,7 +198,14 @@ def test_widget_controls_drive_the_state(state):
     ex = Explorer(state)
     assert ex.last is not None and ex.last.knockout is None  # starts at Standard ICL
     c = ex.controls
-    c["preset"].value = "+template"
+    calls = []
+    update = state.update
+    state.update = lambda sel: calls.append(sel) or update(sel)  # count the forwards
+    try:
+        c["preset"].value = "+template"
+    finally:
+        del state.update
+    assert len(calls) == 1  # one change, one update
     assert c["kinds"].value == ("stopword", "content")
     assert ex.last.knockout.blocks == knockout_for("+template").blocks
     c["kinds"].value = ("content",)

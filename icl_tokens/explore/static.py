@@ -145,8 +145,10 @@ def static_view(
             raise ValueError(f"{name} has {len(arr)} entries for {n} tokens.")
     hid = np.zeros(n, dtype=bool) if hidden is None else np.asarray(hidden, dtype=bool)
     tm = None if token_mass is None else np.asarray(token_mass, dtype=float)
-    mmax = float(np.nanmax(tm[[not t.is_test for t in tokens]])) if (
-        tm is not None and any(not t.is_test for t in tokens)) else 1.0
+    # bars scaled to the largest demonstration-side token (BOS, an attention sink, would
+    # otherwise flatten every other bar; its own bar is capped at full width)
+    scaled = [i for i, t in enumerate(tokens) if not t.is_test and "bos" not in t.categories]
+    mmax = float(np.nanmax(tm[scaled])) if tm is not None and scaled else 1.0
     combos = sorted({color_kinds(t.categories) for t in tokens} |
                     {(c,) for c in CATEGORY_COLORS if c != "test"})
     css = "<style>" + _CSS + "".join(_rule(k) for k in combos) + "</style>"

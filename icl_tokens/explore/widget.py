@@ -53,11 +53,12 @@ class Explorer:
             "kinds": W.SelectMultiple(options=list(KINDS), description="hide kinds", rows=3),
             "categories": W.SelectMultiple(options=list(EXTRA_CATEGORIES),
                                            description="hide also", rows=3),
-            "roles": W.Text(placeholder="demo_*.t_out.colon, ...", description="hide roles"),
+            "roles": W.Text(placeholder="demo_*.t_out.colon, ...", description="hide roles",
+                            continuous_update=False),
             "demos": W.SelectMultiple(options=[(f"demo {i}", i) for i in range(n_demos)],
                                       description="hide demos", rows=min(4, max(1, n_demos))),
             "layers": W.IntRangeSlider(value=(0, n_layers - 1), min=0, max=n_layers - 1,
-                                       description="layers"),
+                                       description="layers", continuous_update=False),
             "heads": W.SelectMultiple(options=list(range(n_heads)), description="heads (none=all)",
                                       rows=min(4, n_heads)),
             "queries": W.Dropdown(options=list(QUERY_SCOPES), value="test",
@@ -116,6 +117,8 @@ class Explorer:
             aggregation=c["aggregation"].value, mode=c["mode"].value)
 
     def _preset_changed(self, change: dict) -> None:
+        if self._muted:
+            return
         if change["new"] in CONDITIONS:
             self._muted = True
             self.controls["kinds"].value = tuple(k for k in KINDS
