@@ -280,3 +280,28 @@ def test_gemma_attention_mass_is_a_partition_and_matches_the_pure_function():
     ref = category_mass(_full_pattern(model, items[1]), items[1], Sel.last(), count="exact")
     got = df[(df.example_id == items[1].example_id) & (df.scope == "last")]
     np.testing.assert_allclose(got["mass"].to_numpy(), ref["mass"].to_numpy(), atol=1e-4)
+
+
+def test_mass_heatmap_shows_the_layer_by_category_means():
+    from icl_tokens.plotting import mass_heatmap, mass_table
+
+    rows = []
+    for ex in ("a", "b"):
+        for layer in range(3):
+            for head in range(2):
+                for c, m in (("template", 0.1 * layer + head), ("content", 0.05 + (ex == "b"))):
+                    rows.append({"example_id": ex, "knockout": "icl", "scope": "last",
+                                 "layer": layer, "head": head, "category": c, "mass": m,
+                                 "mass_per_token": m / 2})
+    df = pd.DataFrame(rows)
+    t = mass_table(df)
+    assert list(t.columns) == ["template", "content"]
+    assert t.loc[2, "template"] == pytest.approx(0.2 + 0.5)  # mean over heads 0 and 1
+    assert t.loc[0, "content"] == pytest.approx(0.55)  # mean over the two examples
+    fig = mass_heatmap(df, value="mass_per_token")
+    np.testing.assert_allclose(np.array(fig.data[0].z), mass_table(df, value="mass_per_token"))
+    np.testing.assert_allclose(mass_table(df, head=1)["template"], [1.0, 1.1, 1.2])
+    with pytest.raises(ValueError, match="scope 'test' is not in the table"):
+        mass_table(df, scope="test")
+    with pytest.raises(ValueError, match="knockout 'agg' is not in the table"):
+        mass_table(df, knockout="agg")
