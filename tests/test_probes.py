@@ -259,6 +259,10 @@ def test_probe_table_rows_and_figure(bridge, probe_data_dir):
     assert list(df.columns) == list(PROBE_COLUMNS)
     assert len(df) == 2 * 2 and (df.seed == -1).all()
     assert ((df.selectivity - (df.accuracy - df.control)).abs() < 1e-12).all()
+    # the label token's identity is a planted feature of a tiny random model: found, while its
+    # control (labels reassigned per text) is not
+    label0 = df[(df.position == "label") & (df.layer == 0)].iloc[0]
+    assert label0.accuracy >= 0.9 and label0.control < 0.75 and label0.selectivity > 0.2
     fig = probe_curves(df)
     acc = [t for t in fig.data if t.name == "label icl"][0]
     np.testing.assert_allclose(acc.y, df[df.position == "label"].sort_values("layer").accuracy)
