@@ -162,6 +162,9 @@ def test_table15_layout_beside_the_paper():
     r = lay[(lay.task == "trec") & (lay.comparison == "temp ↔ cont")].iloc[0]
     assert r.paper_p == pytest.approx(0.0000020)
     assert r.agree == (r.significant == r.paper_significant)
+    # one seed: scipy gives no p-value, so there is no agreement either way
+    one = table15_layout(pairwise_ttests(_rows(n_seeds=1)), "Llama-7B")
+    assert one.p.isna().all() and one.agree.isna().all()
     text = format_table15(lay)
     assert "temp_cont ↔ temp_stop" in text and "0.0000020" in text
     assert text.count("\n") == 1 + 6

@@ -404,7 +404,8 @@ def table15_layout(tests: pd.DataFrame, paper_model: str | None = "Llama-7B",
     Returns:
         Columns ``model, task, comparison, p`` (ours; ``p_holm`` too when present),
         ``paper_model, paper_p, paper_significant, significant, agree`` (both significant or
-        both not), in the paper's row order. Tasks the paper does not have get no paper columns.
+        both not; missing where either p-value is), in the paper's row order. Tasks the paper
+        does not have get no paper values.
     """
     from ..reference import paper_values
 
@@ -418,8 +419,11 @@ def table15_layout(tests: pd.DataFrame, paper_model: str | None = "Llama-7B",
         on=["comparison", "task"], how="left")
     key = "p_holm" if "p_holm" in out.columns else "p"
     out["significant"] = out[key] < alpha
-    out["agree"] = np.where(out["paper_p"].isna(), np.nan,
-                            out["significant"] == out["paper_significant"])
+    known = out["paper_p"].notna() & out[key].notna()
+    agree = pd.array([pd.NA] * len(out), dtype="boolean")
+    agree[known.to_numpy()] = (out["significant"] == out["paper_significant"])[known].to_numpy(
+        bool)
+    out["agree"] = agree
     order = {c[0]: i for i, c in enumerate(TABLE15_PAIRS)}
     out["_o"] = out["comparison"].map(lambda c: order.get(c, len(order)))
     return (out.sort_values(["model", "_o"], kind="stable").drop(columns="_o")
