@@ -13,7 +13,8 @@ downloads Chrome for static export) are never imported; figures are saved as sel
 Tests check figure data (``fig.data[0].z``, ``.y``), never pixels.
 
 Modules: :mod:`.base` (imshow, whitespace, saving), :mod:`.tokens` (token HTML, mask heatmap),
-:mod:`.accuracy` (accuracy bars), :mod:`.aggregation` (probe curves, attention-mass heatmaps).
+:mod:`.accuracy` (accuracy bars), :mod:`.aggregation` (probe curves, attention-mass heatmaps),
+:mod:`.windows` (the aggregation block comparison, layer-window curves).
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ from .tokens import (
     token_category_html,
     token_text,
 )
+from .windows import compare_figure, window_figure
 
 __all__ = [
     "CATEGORY_COLORS",
     "accuracy_bar",
+    "compare_figure",
     "figure_json",
     "imshow",
     "mask_heatmap",
@@ -55,6 +58,7 @@ __all__ = [
     "token_category_html",
     "token_text",
     "visible_whitespace",
+    "window_figure",
 ]
 
 # Private names stay importable from here for old callers.
