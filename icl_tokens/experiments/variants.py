@@ -392,7 +392,8 @@ def format_variant_report(df: pd.DataFrame, *, paper_model: str = "Llama-7B",
         tasks = [x for x in dict.fromkeys(t["task"]) if x in PAPER_TASK_ORDER]
         paper[table] = paper_variant_table(table, paper_model, tasks or None)
         order = [s.label for s in SETTINGS if s.table == table]
-        lines += [f"Table {table} ({what}, %; mean ± std over templates × seeds):",
+        caveat = "" if metric == "correct" else "; the paper's numbers are free generation"
+        lines += [f"Table {table} ({what}, %; mean ± std over templates × seeds{caveat}):",
                   format_accuracy_table(t, paper[table] if tasks else None,
                                         paper_label=f"paper {paper_model}", data_note=note,
                                         order=order), ""]
