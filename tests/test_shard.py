@@ -66,6 +66,10 @@ def test_merged_shards_equal_the_unsharded_run_row_for_row(runs, tiny_dirs, caps
     assert _ablate(tiny_dirs["llama"], merged) == 0
     assert "complete (96 rows); nothing to do" in capsys.readouterr().err
     assert merged.read_bytes() == before
+    shard2 = runs["shards"][1].read_bytes()
+    assert _ablate(tiny_dirs["llama"], runs["shards"][1], "--shard", "2/3") == 0
+    assert "this is shard 2/3 of the run" in capsys.readouterr().out
+    assert runs["shards"][1].read_bytes() == shard2  # a complete shard resumes as a no-op
 
 
 def test_merge_refuses_missing_overlapping_and_foreign_shards(runs, tmp_path, tiny_dirs,

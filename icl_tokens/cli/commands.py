@@ -202,6 +202,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         print(format_accuracy_table(accuracy_table(df, metric="label_correct"),
                                     order=list(cfg.conditions)))
     print(f"rows: {out}")
+    if cfg.shard is not None:
+        print(f"this is shard {cfg.shard} of the run (the table above covers only its rows); "
+              "join all of them with: python -m icl_tokens merge OUT.csv SHARD.csv ...")
     return 0
 
 
