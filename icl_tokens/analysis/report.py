@@ -76,6 +76,17 @@ class PaperTable:
     paper: pd.DataFrame | None           # label keys × tasks
     text: str | None = None              # Table 15: preformatted
     notes: list[str] = field(default_factory=list)
+    ci: pd.DataFrame | None = None       # acc_gen intervals: task, condition, lo, hi
+
+    def ci_markdown(self) -> str:
+        """95% hierarchical bootstrap intervals of acc_gen (seeds, then examples)."""
+        if self.ci is None:
+            return ""
+        ci = self.ci.set_index(["condition", "task"])
+        body = [[label] + [f"[{ci.loc[(k, t), 'lo']:.1f}, {ci.loc[(k, t), 'hi']:.1f}]"
+                           if (k, t) in ci.index else "" for t in self.tasks]
+                for k, label in self.rows]
+        return markdown_table(["setting"] + self.tasks, body)
 
     def grid(self, metric: str = "correct") -> pd.DataFrame:
         """Our means as row keys × tasks (+ ``avg``)."""
@@ -184,7 +195,13 @@ def _rep_table(n: int, df: pd.DataFrame, res: Results, conds: Sequence[str]) -> 
     sub = df[df.condition.isin(conds)]
     ours = {m: _long(sub, m) for m in _metrics(sub)}
     return PaperTable(n, _TITLES[n], [(c, CONDITION_LABELS.get(c, c)) for c in conds], tasks,
-                      ours, paper.reindex(columns=tasks))
+                      ours, paper.reindex(columns=tasks), ci=_ci(sub))
+
+
+def _ci(sub: pd.DataFrame) -> pd.DataFrame:
+    from .stats import bootstrap_ci
+
+    return bootstrap_ci(sub, "correct", n_boot=1000, by=("task", "condition"))
 
 
 def _tasks(df: pd.DataFrame, res: Results) -> list[str]:
@@ -202,7 +219,7 @@ def _cells_table(n: int, df: pd.DataFrame, res: Results, cells: dict[str, tuple[
     paper = paper_cells_table({k: v for k, v in cells.items() if k in keys}, res.paper_model,
                               tasks) if cells else None
     return PaperTable(n, _TITLES[n], [(k, labels[k]) for k in keys], tasks,
-                      {m: _long(sub, m) for m in _metrics(sub)}, paper)
+                      {m: _long(sub, m) for m in _metrics(sub)}, paper, ci=_ci(sub))
 
 
 def _variant_table(n: int, df: pd.DataFrame, res: Results) -> PaperTable:
@@ -343,6 +360,9 @@ def render_markdown(res: Results, tables: dict[int, PaperTable] | None = None) -
                 out += [f"**{METRICS[m]}**" + (" beside the paper's acc_gen" if m == "correct"
                                                else ""), "",
                         tab.markdown(m, paper=(m == "correct")), ""]
+        if tab.ci is not None:
+            out += ["**95% intervals of acc_gen** (hierarchical bootstrap: seeds, then examples "
+                    "within seed)", "", tab.ci_markdown(), ""]
         out += [f"_{x}_" for x in tab.notes] + ([""] if tab.notes else [])
     out += ["## Provenance", "", "```json",
             json.dumps({k: res.provenance[k] for k in ("versions", "model_info", "budget")},
@@ -425,6 +445,8 @@ def write_report(folder: str | Path) -> dict[str, Path]:
                 break
             if m in tab.ours:
                 body += [f"**{METRICS[m]}**", "", tab.markdown(m, paper=(m == "correct")), ""]
+        if tab.ci is not None:
+            body += ["**95% intervals of acc_gen**", "", tab.ci_markdown(), ""]
         p = folder / "tables" / f"table{n}.md"
         p.write_text("\n".join(body), encoding="utf-8")
         paths[f"table{n}"] = p

@@ -160,7 +160,8 @@ def _data_provenance(task: str, data_source: str | None) -> dict[str, Any]:
         files = {p.name: _sha256(p) for p in sorted(loc.iterdir()) if p.is_file()}
     elif loc.is_file():
         files = {loc.name: _sha256(loc)}
-    return {"source": data.source, "files": files, "notes": data.notes}
+    notes = str(data.notes).replace(str(data.location), f"<data>/{loc.name}")
+    return {"source": data.source, "files": files, "notes": notes}
 
 
 def _write_text(path: Path, text: str) -> None:
