@@ -58,6 +58,9 @@ def test_synthetic_biased_scorer_bias_removed_accuracy_restored():
     assert out.calibrated_prediction.value_counts().min() > 30
     table = calibrated_accuracy_table(rows, cf)
     assert table["mean"].tolist() == [100.0]
+    # positions, not index labels: a repeated index gives the same answer
+    again = calibrate(rows.set_axis([0] * len(rows)), cf)
+    assert again.calibrated_prediction.tolist() == out.calibrated_prediction.tolist()
 
 
 def test_correction_by_hand_and_bias_estimate():

@@ -39,6 +39,9 @@ def test_margin_gold_prob_and_pred_score_by_hand():
     assert out.gold_prob.iloc[2] == pytest.approx(math.exp(-1.0) / z)
     assert out.gold_prob.iloc[0] == pytest.approx(1 / (1 + math.exp(-1.5)))
     assert list(df.columns) == list(out.columns[: len(df.columns)])  # a copy, columns added
+    # a repeated index (frames concatenated without ignore_index) gives the same columns
+    dup = add_continuous_metrics(pd.concat([df.iloc[:2], df.iloc[2:]]).set_axis([0, 0, 0]))
+    assert dup.margin.tolist() == pytest.approx(out.margin.tolist())
 
 
 def test_bad_rows_are_refused():

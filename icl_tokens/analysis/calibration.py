@@ -131,8 +131,9 @@ def label_probs(rows: pd.DataFrame) -> tuple[list[str], Float[np.ndarray, "n lab
 
 
 def contextual_calibration(probs: Float[np.ndarray, "n labels"],
-                           p_cf: Float[np.ndarray, "labels"]) -> Float[np.ndarray, "n labels"]:
-    """Zhao et al.'s correction: ``q ∝ probs / p_cf`` (rows renormalised)."""
+                           p_cf: Float[np.ndarray, "*n labels"]) -> Float[np.ndarray, "n labels"]:
+    """Zhao et al.'s correction: ``q ∝ probs / p_cf`` (rows renormalised); ``p_cf`` is one
+    bias for every row or one per row."""
     p_cf = np.asarray(p_cf, dtype=float)
     if (p_cf <= 0).any() or not np.isfinite(p_cf).all():
         raise ValueError(f"content-free probabilities must be positive and finite, got {p_cf}.")
@@ -163,10 +164,11 @@ def calibrate(rows: pd.DataFrame, cf_rows: pd.DataFrame) -> pd.DataFrame:
     """
     bias = estimate_bias(cf_rows)
     out = rows.copy()
-    pred = pd.Series("", index=rows.index, dtype=object)
-    correct = pd.Series(0, index=rows.index, dtype=int)
-    gold_p = pd.Series(np.nan, index=rows.index, dtype=float)
-    for task, part in rows.groupby("task", sort=False):
+    pred = np.full(len(rows), "", dtype=object)
+    correct = np.zeros(len(rows), dtype=int)
+    gold_p = np.full(len(rows), np.nan)
+    for task, pos in rows.groupby("task", sort=False).indices.items():  # positions
+        part = rows.iloc[pos]
         words, p = label_probs(part)
         b = bias[bias.task == task]
         keyed = part[_BIAS_KEY].merge(b, on=_BIAS_KEY, how="left")
@@ -176,15 +178,16 @@ def calibrate(rows: pd.DataFrame, cf_rows: pd.DataFrame) -> pd.DataFrame:
             raise ValueError(f"no content-free rows for {len(miss)} (model, task, seed, "
                              f"condition) cell(s), e.g. {miss.iloc[0].to_dict()}; run "
                              "content_free_rows with the same config.")
-        q = p / keyed[cols].to_numpy(float)
-        q = q / q.sum(axis=1, keepdims=True)
-        arg = q.argmax(axis=1)
-        labels = np.array(words, dtype=object)[arg]
         gold = part["gold"].astype(str).to_numpy()
+        unknown = sorted(set(gold) - set(words))
+        if unknown:
+            raise ValueError(f"{task}: gold label(s) {unknown} have no score column ({words}).")
+        q = contextual_calibration(p, keyed[cols].to_numpy(float))
+        labels = np.array(words, dtype=object)[q.argmax(axis=1)]
         gi = np.array([words.index(g) for g in gold])
-        pred.loc[part.index] = labels
-        correct.loc[part.index] = (labels == gold).astype(int)
-        gold_p.loc[part.index] = q[np.arange(len(part)), gi]
+        pred[pos] = labels
+        correct[pos] = (labels == gold).astype(int)
+        gold_p[pos] = q[np.arange(len(part)), gi]
     out["calibrated_prediction"] = pred
     out["calibrated_correct"] = correct
     out["calibrated_gold_prob"] = gold_p

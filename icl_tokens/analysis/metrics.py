@@ -88,10 +88,13 @@ def add_continuous_metrics(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of the tidy rows with the :data:`CONTINUOUS_COLUMNS` (per task, so rows of
     several tasks may be mixed)."""
     out = df.copy()
-    parts = [_task_metrics(rows) for _, rows in df.groupby("task", sort=False)]
-    metrics = pd.concat(parts).loc[df.index]
+    cols = {c: np.full(len(df), np.nan) for c in CONTINUOUS_COLUMNS}
+    for pos in df.groupby("task", sort=False).indices.values():  # positions: any index works
+        part = _task_metrics(df.iloc[pos])
+        for c in CONTINUOUS_COLUMNS:
+            cols[c][pos] = part[c].to_numpy()
     for c in CONTINUOUS_COLUMNS:
-        out[c] = metrics[c].to_numpy()
+        out[c] = cols[c]
     return out
 
 
