@@ -148,6 +148,9 @@ def test_paired_differences_effect_sizes_and_tests():
     assert r.dz_examples == pytest.approx(d.mean() / d.std(ddof=1))
     assert r.p_examples == pytest.approx(sps.ttest_rel(w["+template"], w["+content"]).pvalue)
     assert r.p_seeds == pytest.approx(sps.ttest_1samp(seed_d, 0).pvalue)
+    assert r.p_wilcoxon == pytest.approx(sps.wilcoxon(d.to_numpy()).pvalue)
+    same = paired_differences(df, [("icl", "icl")], metric="margin", n_boot=10).iloc[0]
+    assert same["diff"] == 0 and np.isnan(same.p_wilcoxon)
     assert r.lo < r["diff"] < r.hi
     assert r.comparison == "+template − +content"
     with pytest.raises(ValueError, match="only one of"):

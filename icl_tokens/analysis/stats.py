@@ -356,7 +356,8 @@ def paired_differences(
         difference), ``lo``/``hi`` (hierarchical bootstrap, both conditions resampled on the
         same seeds and examples), ``t_seeds, p_seeds, dz_seeds`` (over the per-seed means),
         ``t_examples, p_examples, dz_examples`` (over every (seed, example) row, treated as
-        independent), ``n_seeds``, ``n_examples``.
+        independent), ``p_wilcoxon`` (signed-rank test over the rows: for skewed metrics such
+        as the margin; NaN when every difference is 0), ``n_seeds``, ``n_examples``.
     """
     _check_columns(df, metric)
     scale = _scale(metric)
@@ -375,6 +376,7 @@ def paired_differences(
             with np.errstate(all="ignore"):
                 ts = sps.ttest_1samp(seed_d, 0.0) if len(seed_d) > 1 else None
                 te = sps.ttest_1samp(dv, 0.0) if len(dv) > 1 else None
+                pw = float(sps.wilcoxon(dv).pvalue) if np.any(dv != 0) else np.nan
             rows.append({
                 "model": model, "task": task, "comparison": label, "condition_a": a,
                 "condition_b": b, "metric": metric, "diff": float(seed_d.mean()) * scale,
@@ -383,6 +385,7 @@ def paired_differences(
                 "p_seeds": float(ts.pvalue) if ts else np.nan, "dz_seeds": _dz(seed_d),
                 "t_examples": float(te.statistic) if te else np.nan,
                 "p_examples": float(te.pvalue) if te else np.nan, "dz_examples": _dz(dv),
+                "p_wilcoxon": pw,
                 "n_seeds": len(counts), "n_examples": len(dv),
             })
     return pd.DataFrame(rows)
