@@ -168,7 +168,7 @@ def _aggregation_config(args: argparse.Namespace, rep: dict[str, Any],
 
     cfg = AggregationConfig(**rep, conditions=conds or AGGREGATION_CONDITIONS,
                             block_queries=args.aggregation, block_scope=args.agg_scope,
-                            block_layers=args.agg_layers, template=args.template)
+                            block_layers=args.agg_layers)
 
     def run(cfg: Any, out: Path, progress: bool) -> Any:
         return run_aggregation(cfg, compare=args.compare, out=out, progress=progress)
