@@ -292,7 +292,7 @@ if SOLUTIONS:  # the folded solution above (the CI runs it)
         queries = tp.has("test")
         return queries[:, None] & hidden_keys(tp, CONDITIONS[condition])[None, :]
 
-check_knockout_mask(knockout_mask)
+passed = check_knockout_mask(knockout_mask)
 
 # %% [markdown]
 # ## Hands on: one knockout, by hand

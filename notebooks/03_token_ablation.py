@@ -468,7 +468,7 @@ if SOLUTIONS:  # the folded solution above (the CI runs it)
             visible = visible | Sel.category("label")
         return Knockout((Block(Sel.test(), Sel.part("demo") & ~visible),))
 
-check_template_part_knockout(part_knockout)
+passed = check_template_part_knockout(part_knockout)
 
 # %%
 part_acc = accuracy_table(part_results)
