@@ -24,3 +24,36 @@ def test_readme_python_example_runs(capsys) -> None:
         exec(compile(block, str(README), "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed and 0.0 <= float(printed[-1]) <= 1.0
+
+
+def _cli_commands() -> list[list[str]]:
+    """Every ``python -m icl_tokens ...`` command in the README's bash blocks (continuations
+    joined), as argv lists after ``python -m icl_tokens``."""
+    import re
+    import shlex
+
+    text = README.read_text(encoding="utf-8")
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith("python -m icl_tokens "):
+                argv = shlex.split(line)[3:]
+                out.append(argv)
+    return out
+
+
+def test_readme_commands_parse() -> None:
+    """The README's command lines are accepted by the CLI's parser (no drift between the docs
+    and the options)."""
+    from icl_tokens.cli import _join_dash_values, build_parser
+
+    cmds = _cli_commands()
+    assert len(cmds) >= 10
+    parser = build_parser()
+    for argv in cmds:
+        try:
+            parser.parse_args(_join_dash_values(argv))
+        except SystemExit as e:  # argparse refuses: the README is out of date
+            raise AssertionError(f"README command does not parse: {' '.join(argv)}") from e

@@ -54,11 +54,14 @@ class Budget:
     n_test: int
     k: int = 4
     description: str = ""
+    #: The random-string templates of Tables 8-10 (paper-spec §6.1) that are run.
+    numbers: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 
 BUDGETS: dict[str, Budget] = {
-    "smoke": Budget("smoke", (0,), 2, description="1 seed x 2 test examples: checks the "
-                    "pipeline end to end (CI); the numbers mean nothing"),
+    "smoke": Budget("smoke", (0,), 1, numbers=(1,), description="1 seed x 1 test example, "
+                    "random-string template #1 only: checks the pipeline end to end (CI); the "
+                    "numbers mean nothing"),
     "small": Budget("small", (0, 1), 12, description="2 seeds x 12 test examples: about an "
                     "hour on a 2-core CPU with Gemma-3-270M for all tables and six tasks"),
     "paper": Budget("paper", tuple(range(15)), 500, description="the paper's protocol: 15 seeds "
@@ -96,7 +99,8 @@ def default_out_dir(model: str, budget: str) -> Path:
     return Path("results") / f"reproduce-{safe}-{budget}"
 
 
-def _config(experiment: str, common: dict[str, Any], tables: Sequence[int]) -> Any:
+def _config(experiment: str, common: dict[str, Any], tables: Sequence[int],
+            numbers: Sequence[int] = (1, 2, 3, 4, 5)) -> Any:
     """The experiment's config for one task."""
     if experiment in ("representation", "nltk"):
         from .representation import AblationConfig
@@ -113,7 +117,8 @@ def _config(experiment: str, common: dict[str, Any], tables: Sequence[int]) -> A
         return PartsConfig(**common)
     from .variants import VariantsConfig
 
-    return VariantsConfig(**common, tables=tuple(t for t in tables if t in (8, 9, 10)))
+    return VariantsConfig(**common, tables=tuple(t for t in tables if t in (8, 9, 10)),
+                          numbers=tuple(numbers))
 
 
 def _runner(experiment: str) -> Callable[..., pd.DataFrame]:
@@ -214,7 +219,7 @@ def reproduce(
             common = dict(model=model, task=task, seeds=b.seeds, k=b.k, n_test=b.n_test,
                           scoring=scoring, engine="cached", batch_size=batch_size,
                           dtype=dtype, device=device, data_source=data_source)
-            cfg = _config(exp, common, tables)
+            cfg = _config(exp, common, tables, b.numbers)
             path = out / "runs" / f"{exp}_{task}.csv"
             log(f"[{exp} {task}] -> {path}")
             t1 = time.time()
@@ -232,7 +237,7 @@ def reproduce(
         "tables": list(tables), "tasks": tasks, "experiments": exps, "model": model,
         "paper_model": paper_model, "scoring": scoring, "dtype": dtype,
         "budget": {"name": b.name, "seeds": list(b.seeds), "n_test": b.n_test, "k": b.k,
-                   "description": b.description},
+                   "numbers": list(b.numbers), "description": b.description},
         "versions": library_versions(),
         "model_info": {k: v for k, v in model_info(bridge).items()
                        if k not in ("model_dir", "device")},
