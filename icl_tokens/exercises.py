@@ -42,7 +42,8 @@ from .prompts import build_prompt
 from .prompts.removal import removed_positions
 from .tasks import Example, TaskSpec, load_task
 
-__all__ = ["check_aggregation_mask", "check_category_mass", "check_demo_counts",
+__all__ = ["check_aggregation_mask", "check_category_mass", "check_colon_only_knockout",
+           "check_demo_counts",
            "check_key_rule", "check_knockout_mask", "check_label_colons",
            "check_no_colon_knockout", "check_randomfixed_prompt", "check_removal_mask",
            "check_template_part_knockout", "exercise_prompts"]
@@ -409,3 +410,26 @@ def check_randomfixed_prompt(fn: Callable[[TaskSpec, Sequence[Example], Example,
                     f"…{want[max(0, i - 30): i + 30]!r}….")
             n += 1
     return _ok("check_randomfixed_prompt", n, "tasks × numbers of demonstrations")
+
+
+@_checker
+def check_colon_only_knockout(fn: Callable[[], Knockout] | Knockout) -> bool:
+    """``fn()`` (or a knockout itself): Table 10's "Zero-shot + ':'" — the test example (and
+    every generated token) sees, of the demonstrations, only the template colons and the label
+    words; every other demonstration token, newlines included, is hidden (paper-spec E8, §10).
+    Compared by what it blocks on every prompt."""
+    from .experiments.variants import colon_knockout
+
+    ko = fn() if callable(fn) and not isinstance(fn, Knockout) else fn
+    if not isinstance(ko, Knockout):
+        raise AssertionError(f"pass a Knockout, got {type(ko).__name__}.")
+    cases = exercise_prompts()
+    ref = colon_knockout()
+    for name, tp in cases:
+        got, want = _dense(ko, tp, 2), _dense(ref, tp, 2)  # + two generated tokens
+        _diff_matrix(name, tp, got[: len(tp)], want[: len(tp)])
+        if (got != want).any():
+            raise AssertionError(f"{name}: (query, key) pairs differ for the generated tokens; "
+                                 "they belong to the test example: use Sel.test() as the "
+                                 "queries (it includes them).")
+    return _ok("check_colon_only_knockout", len(cases), "blocked pairs")

@@ -53,6 +53,7 @@ DRAWS = 2 if SMOKE else 5  # random draws of the count-matched control
 DEVICE = None
 DTYPE = "float32"
 OUT_DIR = None  # a folder: the runs' CSVs (a rerun resumes them) and the figures
+SOLUTIONS = SMOKE  # run the exercises' folded solutions through their checkers (CI does)
 
 # %% [markdown]
 # With the defaults (2 seeds × 24 examples, 18 layers) the notebook takes about 15 minutes on
@@ -87,6 +88,7 @@ from icl_tokens.categorize import categorize
 from icl_tokens.data import load_task_data
 from icl_tokens.engine import LabelSet, score_items
 from icl_tokens.episodes import sample_episode
+from icl_tokens.exercises import check_aggregation_mask, check_category_mass
 from icl_tokens.experiments.random_control import (
     RandomControlConfig,
     control_table,
@@ -94,6 +96,7 @@ from icl_tokens.experiments.random_control import (
 )
 from icl_tokens.experiments.representation import prompt_item
 from icl_tokens.experiments.token_level import TokenAblationConfig, run_token_ablation
+from icl_tokens.explore import ExplorerState, Selection, update_view
 from icl_tokens.models import load_model, load_tokenizer, model_info
 from icl_tokens.plotting import (
     compare_figure,
@@ -171,6 +174,50 @@ fig.show()
 # it among the test examples and conditions (docs/engine.md, the prefix-cache validity rule;
 # the tests check cached ≡ naive, and that every blocked pair gets exactly zero attention in the
 # prefix forward).
+
+# %% [markdown]
+# ### Exercise 1 · The aggregation block
+#
+# **Predict first.** The block stops the demonstrations' template, stopword and label tokens
+# from reading the demonstrations' content, in every layer, *before* the test example looks at
+# them. If the paper's aggregation claim holds, which condition should lose the most under the
+# block: `icl`, `+template` or `icl-content`? Write your guess down before section 2.
+#
+# Write `aggregation_mask(tp)`: a Bool `[query, key]` array over the prompt (True = blocked)
+# whose queries are the demonstration tokens that carry template, stopword or label and no
+# content, and whose keys are the demonstration tokens that carry content and none of template,
+# stopword, label (paper-spec E9). Only the causal pairs (key before query) are checked.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def aggregation_mask(tp):
+#     demo = tp.demo >= 0
+#     carrier = tp.has("template") | tp.has("stopword") | tp.has("label")
+#     queries = demo & carrier & ~tp.has("content")
+#     keys = demo & tp.has("content") & ~carrier
+#     return queries[:, None] & keys[None, :]
+# ```
+#
+# </details>
+
+# %%
+def aggregation_mask(tp) -> np.ndarray:
+    """Bool [query, key]: the E9 block (demonstration carriers may not read content)."""
+    raise NotImplementedError("write aggregation_mask; the solution is folded above")
+
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def aggregation_mask(tp):
+        demo = tp.demo >= 0
+        carrier = tp.has("template") | tp.has("stopword") | tp.has("label")
+        queries = demo & carrier & ~tp.has("content")
+        keys = demo & tp.has("content") & ~carrier
+        return queries[:, None] & keys[None, :]
+
+if check_aggregation_mask(aggregation_mask):
+    print("blocked (query, key) pairs in this prompt:", int(np.tril(aggregation_mask(tp)).sum()))
 
 # %% [markdown]
 # ## 2. Causal: the test-example conditions with and without the block
@@ -256,6 +303,65 @@ display(summarize_mass(mass, by=("scope", "category")).round(3))
 mass_heatmap(mass, scope="last", title="last token: share of attention by layer").show()
 mass_heatmap(mass, scope="last", value="mass_per_token",
              title="last token: share per key, by layer").show()
+
+# %% [markdown]
+# ### Exercise 2 · Attention mass per category
+#
+# **Predict first.** Averaged over layers and heads, which key group gets most of the test
+# example's attention: BOS, the instruction, the demonstrations' template, stopword, content or
+# label tokens, or the test example itself? Does the block of exercise 1 change the answer?
+#
+# Write `category_mass(pattern, item, queries)`: for a `pattern` of shape `[layer, head, query,
+# key]` (attention probabilities over the whole prompt), a Bool `queries` mask and an item (with
+# `item.has(category)` like a prompt), return `{group: mass}` for the groups `bos`,
+# `instruction`, `template`, `stopword`, `content`, `label` (demonstration tokens only: not the
+# test example's) and `test`: each query's attention summed over the group's keys, averaged over
+# the queries, heads and layers. A token of several categories counts in each of its groups.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def category_mass(pattern, item, queries):
+#     test = item.has("test")
+#     rows = pattern[:, :, np.flatnonzero(queries)]  # [layer, head, query, key]
+#     out = {}
+#     for group in ["bos", "instruction", "template", "stopword", "content", "label", "test"]:
+#         keys = test if group == "test" else item.has(group) & ~test
+#         out[group] = float(rows[..., keys].sum(-1).mean())
+#     return out
+# ```
+#
+# </details>
+
+# %%
+def category_mass(pattern: np.ndarray, item, queries: np.ndarray) -> dict[str, float]:
+    """Share of the queries' attention per key group (mean over queries, heads, layers)."""
+    raise NotImplementedError("write category_mass; the solution is folded above")
+
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def category_mass(pattern, item, queries):
+        test = item.has("test")
+        rows = pattern[:, :, np.flatnonzero(queries)]  # [layer, head, query, key]
+        out = {}
+        for group in ["bos", "instruction", "template", "stopword", "content", "label", "test"]:
+            keys = test if group == "test" else item.has(group) & ~test
+            out[group] = float(rows[..., keys].sum(-1).mean())
+        return out
+
+passed = check_category_mass(category_mass)
+
+# %% [markdown]
+# The explorer computes the same mass for one prompt from the attention of one cached forward,
+# under any knockout: standard ICL against the aggregation block (`icl_tokens.explore(model,
+# tokenizer, ...)` is the interactive version; the view below needs no kernel):
+
+# %%
+state = ExplorerState.from_task(model, tokenizer, TASK, seed=SEEDS[0], k=K)
+plain, blocked = state.update(Selection()), state.update(Selection(aggregation="all"))
+display(pd.DataFrame({"icl": plain.mass_by_category(), "icl + block": blocked.mass_by_category()}))
+display(HTML(update_view(state, blocked, title="icl + aggregation block", full_page=False)))
 
 # %% [markdown]
 # **Head-level knockout.** Hide the template from the test example only in the heads that give

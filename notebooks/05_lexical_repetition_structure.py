@@ -193,15 +193,57 @@ def randomfixed_prompt(task, demos, test, strings) -> str:
 
 
 # %%
-if SOLUTIONS:  # the folded solution above (the CI runs it)
-    from icl_tokens.prompts import build_prompt
+from icl_tokens.prompts import build_prompt
 
+if SOLUTIONS:  # the folded solution above (the CI runs it)
     def randomfixed_prompt(task, demos, test, strings):
         t_in = "\n ".join(f"{s}: {{{f}}}" for s, f in zip(strings, task.input_fields)) + "\n"
         spec = task.with_templates(t_in, f"{strings[-1]}: {{label}}\n\n")
         return build_prompt(spec, list(demos), test).text
 
 check_randomfixed_prompt(randomfixed_prompt)
+
+# %% [markdown]
+# ### Exercise · Table 10's "Zero-shot + ':'"
+#
+# **Predict first.** In one-shot Randomfixed the template words mean nothing and appear once.
+# If the test example may see only the demonstration's `:` tokens and its label word, and not
+# the random strings or the newlines, should accuracy fall below "Zero-shot + TEMP" (all
+# template tokens visible)? The paper says yes for every model (Table 10), and reads it as the
+# *delimiting* role of the template.
+#
+# Write `colon_only()`: the `Knockout` under which the test example (and every generated token)
+# may see, of the demonstrations, only the template colons (`T_in`'s and `T_out`'s) and the
+# label words: every other demonstration token, the newlines included, is hidden (paper-spec E8,
+# §10). Hint: `Sel.role("demo_*.t_in.colon", ...)`, `Sel.category("label")`, `Sel.test()`.
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# def colon_only():
+#     visible = Sel.role("demo_*.t_in.colon", "demo_*.t_out.colon") | Sel.category("label")
+#     return Knockout((Block(Sel.test(), Sel.part("demo") & ~visible),), name="+colon")
+# ```
+#
+# </details>
+
+# %%
+from icl_tokens.ablation import Block, Knockout, Sel
+from icl_tokens.exercises import check_colon_only_knockout
+
+
+def colon_only() -> Knockout:
+    """Only the demonstrations' template colons and label words visible to the test example."""
+    raise NotImplementedError("write colon_only; the solution is folded above")
+
+
+# %%
+if SOLUTIONS:  # the folded solution above (the CI runs it)
+    def colon_only():
+        visible = Sel.role("demo_*.t_in.colon", "demo_*.t_out.colon") | Sel.category("label")
+        return Knockout((Block(Sel.test(), Sel.part("demo") & ~visible),), name="+colon")
+
+check_colon_only_knockout(colon_only)
 
 # %% [markdown]
 # ## Run Tables 8–10

@@ -149,6 +149,26 @@ def test_check_no_colon_knockout():
         ex.check_no_colon_knockout("+template")
 
 
+def _colon_only(colons=("demo_*.t_in.colon", "demo_*.t_out.colon"), queries=None,
+                extra=None):
+    visible = Sel.role(*colons) | Sel.category("label")
+    if extra is not None:
+        visible = visible | extra
+    return Knockout((Block(queries or Sel.test(), Sel.part("demo") & ~visible),))
+
+
+def test_check_colon_only_knockout():
+    assert ex.check_colon_only_knockout(_colon_only())
+    with pytest.raises(AssertionError, match="pairs differ"):  # only the output colons
+        ex.check_colon_only_knockout(_colon_only(colons=("demo_*.t_out.colon",)))
+    with pytest.raises(AssertionError, match="pairs differ"):  # newlines left visible
+        ex.check_colon_only_knockout(_colon_only(extra=Sel.category("stopword")))
+    with pytest.raises(AssertionError, match="generated"):  # generated tokens not restricted
+        ex.check_colon_only_knockout(_colon_only(queries=Sel.part("test")))
+    with pytest.raises(AssertionError, match="Knockout"):
+        ex.check_colon_only_knockout("+colon")
+
+
 def test_check_removal_mask():
     assert ex.check_removal_mask(drop_mask)
     with pytest.raises(AssertionError, match="differ"):  # keeps the test example intact
@@ -240,7 +260,8 @@ def _folded_and_run_solutions(text: str) -> tuple[list[str], list[str]]:
 
 
 @pytest.mark.parametrize("name", ["01_token_categorization", "02_representation_ablation",
-                                  "03_token_ablation"])
+                                  "03_token_ablation", "04_information_aggregation",
+                                  "05_lexical_repetition_structure"])
 def test_notebook_runs_the_solutions_it_shows(name):
     from pathlib import Path
 
