@@ -256,11 +256,17 @@ def check_no_colon_knockout(fn: Callable[[], Knockout] | Knockout) -> bool:
     """``fn()`` (or a knockout itself): "Zero-shot + TEMP" (``+template``), and in addition the
     test example may not see the ``:`` right before each demonstration's label. Compared by
     what it blocks on every prompt (any blocks that block the same pairs pass)."""
+    return _same_blocked_pairs(fn, no_colon_reference(), "check_no_colon_knockout")
+
+
+def _same_blocked_pairs(fn: Callable[[], Knockout] | Knockout, ref: Knockout,
+                        checker: str) -> bool:
+    """``fn()`` (or a knockout) blocks the same (query, key) pairs as ``ref`` on every exercise
+    prompt, generated tokens included."""
     ko = fn() if callable(fn) and not isinstance(fn, Knockout) else fn
     if not isinstance(ko, Knockout):
         raise AssertionError(f"pass a Knockout, got {type(ko).__name__}.")
     cases = exercise_prompts()
-    ref = no_colon_reference()
     for name, tp in cases:
         got, want = _dense(ko, tp, 2), _dense(ref, tp, 2)  # + two generated tokens
         _diff_matrix(name, tp, got[: len(tp)], want[: len(tp)])
@@ -268,7 +274,7 @@ def check_no_colon_knockout(fn: Callable[[], Knockout] | Knockout) -> bool:
             raise AssertionError(f"{name}: (query, key) pairs differ for the generated tokens; "
                                  "they belong to the test example: use Sel.test() as the "
                                  "queries (it includes them).")
-    return _ok("check_no_colon_knockout", len(cases), "blocked pairs")
+    return _ok(checker, len(cases), "blocked pairs")
 
 
 # ------------------------------------------------------------------------------ notebook 03
@@ -420,16 +426,4 @@ def check_colon_only_knockout(fn: Callable[[], Knockout] | Knockout) -> bool:
     Compared by what it blocks on every prompt."""
     from .experiments.variants import colon_knockout
 
-    ko = fn() if callable(fn) and not isinstance(fn, Knockout) else fn
-    if not isinstance(ko, Knockout):
-        raise AssertionError(f"pass a Knockout, got {type(ko).__name__}.")
-    cases = exercise_prompts()
-    ref = colon_knockout()
-    for name, tp in cases:
-        got, want = _dense(ko, tp, 2), _dense(ref, tp, 2)  # + two generated tokens
-        _diff_matrix(name, tp, got[: len(tp)], want[: len(tp)])
-        if (got != want).any():
-            raise AssertionError(f"{name}: (query, key) pairs differ for the generated tokens; "
-                                 "they belong to the test example: use Sel.test() as the "
-                                 "queries (it includes them).")
-    return _ok("check_colon_only_knockout", len(cases), "blocked pairs")
+    return _same_blocked_pairs(fn, colon_knockout(), "check_colon_only_knockout")
