@@ -26,7 +26,7 @@ from ..ablation.knockout import Knockout, check_index_list
 from ..engine.items import Item
 from ..episodes import Episode
 from ..experiments.representation import AblationConfig, representation_items
-from ..experiments.runner import RunContext, run_experiment
+from ..experiments.runner import RunContext, model_for, run_experiment
 from .block import AggregationBlock
 
 __all__ = ["AggregationConfig", "run_aggregation", "aggregation_items", "baseline_path",
@@ -114,14 +114,8 @@ def run_aggregation(
     ``out``, the block rows go to ``out`` and the comparison rows to :func:`baseline_path`.
     """
     from ..experiments.representation import run_ablation
-    from ..models import load_model, load_tokenizer
-
     kw: dict[str, Any] = {} if log is None else {"log": log}
-    if model is None or tokenizer is None:
-        import torch
-
-        model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype))
-        tokenizer = load_tokenizer(cfg.model)
+    model, tokenizer = model_for(cfg, model, tokenizer)
 
     def build(ctx: RunContext, ep: Episode) -> list[Item]:
         return aggregation_items(ctx, ep, cfg)

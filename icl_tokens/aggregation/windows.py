@@ -29,7 +29,7 @@ from ..engine.items import Item
 from ..episodes import Episode
 from ..experiments.config import RunConfig
 from ..experiments.representation import prompt_item
-from ..experiments.runner import RunContext, run_experiment
+from ..experiments.runner import RunContext, model_for, run_experiment
 from .block import AggregationBlock
 
 __all__ = ["WindowConfig", "run_layer_windows", "windows", "window_conditions",
@@ -138,13 +138,7 @@ def run_layer_windows(
     log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) a layer-window sweep; the model is needed first (its layer count)."""
-    from ..models import load_model, load_tokenizer
-
-    if model is None or tokenizer is None:
-        import torch
-
-        model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype))
-        tokenizer = load_tokenizer(cfg.model)
+    model, tokenizer = model_for(cfg, model, tokenizer)
     n_layers = int(model.cfg.n_layers)
     rows = window_conditions(cfg.conditions, cfg.target,
                              windows(n_layers, cfg.resolved_width(n_layers)))

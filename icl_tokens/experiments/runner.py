@@ -118,6 +118,21 @@ def _identity(cfg: Any, task: TaskSpec, data: TaskData, device: str) -> dict[str
             "device": device}
 
 
+def model_for(cfg: Any, model: Any = None, tokenizer: Any = None) -> tuple[Any, Any]:
+    """The bridge and tokenizer of ``cfg`` (its model, device or device map, dtype), unless
+    both are given."""
+    if model is not None and tokenizer is not None:
+        return model, tokenizer
+    import torch
+
+    from ..models import load_model, load_tokenizer
+
+    placement = {"device_map": cfg.device_map} if getattr(cfg, "device_map", None) else {}
+    model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype),
+                       **placement)
+    return model, load_tokenizer(cfg.model)
+
+
 def run_experiment(
     cfg: Any,
     build_items: Callable[[RunContext, Episode], list[Item]],
@@ -150,9 +165,8 @@ def run_experiment(
         validate_model: Extra checks against the loaded model (e.g. layers/heads in range),
             run before any output is created.
     """
-    import torch
 
-    from ..models import check_device, library_versions, load_model, load_tokenizer, model_info
+    from ..models import check_device, library_versions, model_info
 
     task = load_task(cfg.task)
     data = load_task_data(task, source=cfg.data_source)
@@ -187,11 +201,7 @@ def run_experiment(
             df.attrs["data"] = data_note(data, cfg.model, cfg.seeds, cfg.n_test)
             return df
     try:
-        if model is None or tokenizer is None:
-            placement = {"device_map": cfg.device_map} if getattr(cfg, "device_map", None) else {}
-            model = load_model(cfg.model, device=cfg.device, dtype=getattr(torch, cfg.dtype),
-                               **placement)
-            tokenizer = load_tokenizer(cfg.model)
+        model, tokenizer = model_for(cfg, model, tokenizer)
         if validate_model is not None:
             validate_model(model)
         if out is not None and store is None:
