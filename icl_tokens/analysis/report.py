@@ -60,8 +60,9 @@ class Results:
     def note(self) -> str:
         b = self.provenance["budget"]
         srcs = sorted({d["source"] for d in self.provenance["data"].values()})
+        ex = "test example" if b["n_test"] == 1 else "test examples"
         return (f"model {self.model}; budget {b['name']} (seeds {b['seeds']}, {b['n_test']} "
-                f"test examples per seed, k = {b['k']}); data source {', '.join(srcs)}")
+                f"{ex} per seed, k = {b['k']}); data source {', '.join(srcs)}")
 
 
 @dataclass
