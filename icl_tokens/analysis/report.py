@@ -478,6 +478,7 @@ def results_doc(folders: Sequence[str | Path], command: str) -> str:
         wall = json.loads(timing.read_text())["total"] if timing.is_file() else float("nan")
         body = render_markdown(res).split("\n", 1)[1]
         parts += [f"## {res.model}, budget {res.provenance['budget']['name']}", "",
-                  f"Wall time of the run that made it: {wall / 60:.0f} min on this machine "
-                  "(2 CPU cores, fp32).", body.replace("\n## ", "\n### "), ""]
+                  f"Wall time recorded by the runs that made it: {wall / 60:.0f} min on this "
+                  "machine (2 CPU cores, fp32; the sum over the invocations that resumed it, "
+                  "from `timing.json`).", body.replace("\n## ", "\n### "), ""]
     return "\n".join(parts)

@@ -248,8 +248,20 @@ def reproduce(
 
     write_report(out)
     timing["total"] = round(time.time() - t0, 1)
-    _write_text(out / "timing.json", json.dumps(timing, indent=2) + "\n")
     log(f"results: {out} ({timing['total']:.0f} s)")
+    _write_text(out / "timing.json", json.dumps(_add_timing(out / "timing.json", timing),
+                                                indent=2) + "\n")
+    return out
+
+
+def _add_timing(path: Path, timing: dict[str, float]) -> dict[str, float]:
+    """This invocation's seconds added to those of earlier invocations on the same folder (a
+    resumed run's wall time is the sum; ``invocations`` counts them; one killed before it
+    finished recorded nothing)."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    out = {k: round(old.get(k, 0.0) + v, 1) for k, v in timing.items()}
+    out.update({k: v for k, v in old.items() if k not in out})
+    out["invocations"] = int(old.get("invocations", 0)) + 1
     return out
 
 
