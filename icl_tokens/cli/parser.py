@@ -213,9 +213,8 @@ def _add_reproduce_commands(sub: Any) -> None:
     r.add_argument("--tasks", default=None,
                    help="comma list (default: the paper's six: agnews,sst2,trec,dbpedia,rte,cb)")
     r.add_argument("--budget", default="smoke", choices=["smoke", "small", "paper"],
-                   help="smoke: 1 seed x 1 example, template #1 (CI); small: 2 seeds x 12 "
-                        "(about an hour on "
-                        "2 CPU cores); paper: 15 seeds x 500, k = 4")
+                   help="smoke: 1 seed x 1 example, template #1 (CI, about 3 min); small: 2 "
+                        "seeds x 12; paper: 15 seeds x 500, k = 4")
     r.add_argument("--out-dir", default=None,
                    help="results folder (default results/reproduce-<model>-<budget>); a rerun "
                         "resumes it")
