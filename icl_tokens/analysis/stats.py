@@ -27,8 +27,10 @@ its own unit.
 
 from __future__ import annotations
 
+import functools
+import warnings
 import zlib
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,6 +63,19 @@ TABLE15_PAIRS: tuple[tuple[str, str, str], ...] = (
 #: 0/1 columns reported in percent.
 ACCURACY_METRICS = ("correct", "label_correct", "calibrated_correct")
 _CELL = ["model", "task", "condition"]
+
+
+def _quiet(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Silence scipy's "precision loss" warning: cells whose samples are identical (e.g. a
+    zero-shot accuracy that no seed changes) give a degenerate or NaN p-value, which the
+    tables show as such."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Precision loss occurred",
+                                    category=RuntimeWarning)
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def _scale(metric: str) -> float:
@@ -124,6 +139,7 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
+@_quiet
 def pairwise_ttests(
     df: pd.DataFrame,
     pairs: Sequence[tuple[str, str, str]] = TABLE15_PAIRS,
@@ -182,6 +198,7 @@ def pairwise_ttests(
     return out
 
 
+@_quiet
 def baseline_ttests(df: pd.DataFrame, *, metric: str = "correct",
                     correction: str | None = None, alpha: float = 0.05) -> pd.DataFrame:
     """Each ``icl-*`` condition against ``icl`` (paired over seeds) and each ``+*`` condition
@@ -336,6 +353,7 @@ def _dz(d: np.ndarray) -> float:
     return float(d.mean() / sd) if sd and np.isfinite(sd) and sd > 0 else np.nan
 
 
+@_quiet
 def paired_differences(
     df: pd.DataFrame,
     pairs: Sequence[tuple[str, str, str]] | Sequence[tuple[str, str]] = TABLE15_PAIRS,

@@ -231,6 +231,9 @@ def _add_reproduce_commands(sub: Any) -> None:
                        "model); --doc writes a combined page such as docs/results.md")
     p.add_argument("folders", nargs="+", help="results folders made by reproduce")
     p.add_argument("--doc", default=None, help="also write this markdown page")
+    p.add_argument("--note", default=None,
+                   help="with --doc: a paragraph put under the page's title (e.g. which budget "
+                        "and why)")
     p.set_defaults(handler="icl_tokens.cli.reproduce:cmd_report")
 
 

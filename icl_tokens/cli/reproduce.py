@@ -55,7 +55,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.doc:
         command = "python -m icl_tokens " + " ".join(shlex.quote(a) for a in args.argv or [])
         Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.doc).write_text(results_doc(args.folders, command.strip()), encoding="utf-8")
+        Path(args.doc).write_text(results_doc(args.folders, command.strip(), args.note),
+                                  encoding="utf-8")
         print(f"wrote {args.doc}")
     for f in args.folders:
         print(f"{f}: report.md, report.html, tables/ rewritten")
