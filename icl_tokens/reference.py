@@ -30,7 +30,7 @@ Models are ``OpenLlama-3B``, ``Llama-7B``, ``Llama-13B``, ``Llama-30B``; tasks u
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 

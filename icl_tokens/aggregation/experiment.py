@@ -114,7 +114,6 @@ def run_aggregation(
     ``out``, the block rows go to ``out`` and the comparison rows to :func:`baseline_path`.
     """
     from ..experiments.representation import run_ablation
-    kw: dict[str, Any] = {} if log is None else {"log": log}
     model, tokenizer = model_for(cfg, model, tokenizer)
 
     def build(ctx: RunContext, ep: Episode) -> list[Item]:
@@ -122,11 +121,11 @@ def run_aggregation(
 
     df = run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
                         progress=progress, extra_columns=("aggregation",),
-                        validate_model=cfg.check_model, **kw)
+                        validate_model=cfg.check_model, log=log)
     if not compare:
         return df
     base = run_ablation(cfg.baseline(), model=model, tokenizer=tokenizer,
-                        out=None if out is None else baseline_path(out), progress=progress, **kw)
+                        out=None if out is None else baseline_path(out), progress=progress, log=log)
     base = base.assign(aggregation="none")
     both = pd.concat([base, df], ignore_index=True)
     both.attrs["data"] = df.attrs.get("data")

@@ -146,9 +146,8 @@ def run_layer_windows(
     def build(ctx: RunContext, ep: Episode) -> list[Item]:
         return _window_items(ctx, ep, cfg, rows)
 
-    kw: dict[str, Any] = {} if log is None else {"log": log}
     return run_experiment(cfg, build, [r[0] for r in rows], model=model, tokenizer=tokenizer,
-                          out=out, progress=progress, extra_columns=WINDOW_COLUMNS, **kw)
+                          out=out, progress=progress, extra_columns=WINDOW_COLUMNS, log=log)
 
 
 def window_curve(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:

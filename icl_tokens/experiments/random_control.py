@@ -126,10 +126,9 @@ def run_random_control(
     def build(ctx: RunContext, ep: Episode) -> list[Item]:
         return _control_items(ctx, ep, cfg)
 
-    kw: dict[str, Any] = {} if log is None else {"log": log}
     return run_experiment(cfg, build, control_names(cfg.conditions, cfg.draws), model=model,
                           tokenizer=tokenizer, out=out, progress=progress,
-                          extra_columns=CONTROL_COLUMNS, **kw)
+                          extra_columns=CONTROL_COLUMNS, log=log)
 
 
 def control_table(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:

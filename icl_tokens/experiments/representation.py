@@ -162,8 +162,6 @@ def run_ablation(
                                     cfg.knockout, stopword_variant=cfg.stopword_variant,
                                     template=variant)
 
-    kw: dict[str, Any] = {} if log is None else {"log": log}
-    if variant is not None:
-        kw["extra_columns"] = ("template",)
     return run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
-                          progress=progress, meta=meta, validate_model=cfg.check_model, **kw)
+                          progress=progress, meta=meta, validate_model=cfg.check_model, log=log,
+                          extra_columns=("template",) if variant is not None else ())

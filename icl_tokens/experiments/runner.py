@@ -118,6 +118,10 @@ def _identity(cfg: Any, task: TaskSpec, data: TaskData, device: str) -> dict[str
             "device": device}
 
 
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
 def model_for(cfg: Any, model: Any = None, tokenizer: Any = None) -> tuple[Any, Any]:
     """The bridge and tokenizer of ``cfg`` (its model, device or device map, dtype), unless
     both are given."""
@@ -142,7 +146,7 @@ def run_experiment(
     tokenizer: Any = None,
     out: str | Path | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    log: Callable[[str], None] | None = None,
     meta: dict[str, Any] | None = None,
     extra_columns: Sequence[str] = (),
     validate_model: Callable[[Any], None] | None = None,
@@ -159,7 +163,7 @@ def run_experiment(
         model, tokenizer: A loaded bridge and its tokenizer (loaded from ``cfg.model`` if None).
         out: CSV path; rows are appended as they are computed and a rerun resumes.
         progress: Show a tqdm progress bar.
-        log: Where notes go (data source, resume state).
+        log: Where notes go (data source, resume state); ``None``: stderr.
         meta: Extra provenance for the sidecar.
         extra_columns: Columns taken from ``item.meta`` (e.g. removed-token counts).
         validate_model: Extra checks against the loaded model (e.g. layers/heads in range),
@@ -168,6 +172,8 @@ def run_experiment(
 
     from ..models import check_device, library_versions, model_info
 
+    if log is None:
+        log = _stderr
     task = load_task(cfg.task)
     data = load_task_data(task, source=cfg.data_source)
     log(f"data: {data.source} ({data.location}); {data.notes}")

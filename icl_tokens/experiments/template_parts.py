@@ -102,6 +102,5 @@ def run_template_parts(
         return representation_items(ctx.task, ctx.tokenizer, ctx.labels, ep, cfg.conditions,
                                     part_knockout, stopword_variant=cfg.stopword_variant)
 
-    kw: dict[str, Any] = {} if log is None else {"log": log}
     return run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
-                          progress=progress, meta=meta, **kw)
+                          progress=progress, meta=meta, log=log)

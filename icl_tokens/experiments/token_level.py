@@ -92,6 +92,5 @@ def run_token_ablation(
         return token_items(ctx.task, ctx.tokenizer, ctx.labels, ep, removals,
                            stopword_variant=cfg.stopword_variant)
 
-    kw: dict[str, Any] = {} if log is None else {"log": log}
     return run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
-                          progress=progress, meta=meta, extra_columns=TOKEN_COLUMNS, **kw)
+                          progress=progress, meta=meta, extra_columns=TOKEN_COLUMNS, log=log)

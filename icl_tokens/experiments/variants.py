@@ -242,12 +242,11 @@ def run_variants(
         return variant_items(ctx, ep, cells, templates, labels,
                              stopword_variant=cfg.stopword_variant)
 
-    kw: dict[str, Any] = {} if log is None else {"log": log}
     sidecar = {**(meta or {}), "templates_sha256": {s: vt.sha256()
                                                     for s, vt in templates.items()}}
     return run_experiment(cfg, build, [c.name for c in cells], model=model, tokenizer=tokenizer,
                           out=out, progress=progress, meta=sidecar,
-                          extra_columns=VARIANT_COLUMNS, **kw)
+                          extra_columns=VARIANT_COLUMNS, log=log)
 
 
 # ------------------------------------------------------------------------------ tables
