@@ -128,3 +128,31 @@ def test_cli_reproduce_and_report(tiny_dir, data_dir, tmp_path, capsys):
                  str(tmp_path / "bad")]) == 2
     assert "cannot be reproduced" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_results_doc_puts_every_pattern_verdict_in_its_model_column(folder, tmp_path):
+    """Each §8 pattern is one row: its name (pattern 7's holds ': ') in the first column and
+    the verdict, not a piece of the name, in the model's column; a folder without
+    ``timing.json`` says its wall time was not recorded instead of printing 'nan'."""
+    import shutil
+
+    from icl_tokens.analysis.report import results_doc
+
+    out = folder[0]
+    lines = pattern_lines(load_results(out))
+    assert any(ln.startswith("7.") for ln in lines)
+    copy = tmp_path / "no-timing"
+    shutil.copytree(out, copy)
+    (copy / "timing.json").unlink()
+    doc = results_doc([out, copy], command="report (test)")
+    head = doc.split("Why a pattern may not reproduce", 1)[0]
+    rows = [r for r in head.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert len(rows) == len(lines)
+    for row, line in zip(rows, lines):
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        assert len(cells) == 3, row
+        assert line == f"{cells[0]}: {cells[1]}" and cells[1] == cells[2]
+        assert cells[1].startswith(("holds (", "does not hold ("))
+    walls = [ln for ln in doc.splitlines() if ln.startswith("Wall time")]
+    assert "1 invocation " not in walls[0] and "invocations" in walls[0]  # the fixture resumed it
+    assert walls[1].startswith("Wall time: not recorded") and "nan min" not in doc

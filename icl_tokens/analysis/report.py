@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -491,23 +492,34 @@ def results_doc(folders: Sequence[str | Path], command: str, note: str | None = 
     if note:
         parts += [note, ""]
     parts += ["## Which of the paper's patterns hold (paper-spec §8, acc_gen, task means)", ""]
-    lines = [pattern_lines(r, t) for r, t in zip(results, tables)]
-    keys = list(dict.fromkeys(ln.split(": ", 1)[0] for ls in lines for ln in ls))
-    rows = []
-    for k in keys:
-        cells = [k]
-        for ls in lines:
-            hit = [ln.split(": ", 1)[1] for ln in ls if ln.split(": ", 1)[0] == k]
-            cells.append(hit[0] if hit else "not run")
-        rows.append(cells)
+    lines = [dict(_split_pattern(ln) for ln in pattern_lines(r, t))
+             for r, t in zip(results, tables)]
+    keys = list(dict.fromkeys(k for ls in lines for k in ls))
+    rows = [[k] + [ls.get(k, "not run") for ls in lines] for k in keys]
     header = ["pattern"] + [f"{r.model} ({r.provenance['budget']['name']})" for r in results]
     parts += [markdown_table(header, rows), "", _WHY, ""]
     for f, res, t in zip(folders, results, tables):
-        timing = Path(f) / "timing.json"
-        wall = json.loads(timing.read_text())["total"] if timing.is_file() else float("nan")
         body = render_markdown(res, t).split("\n", 1)[1]
         parts += [f"## {res.model}, budget {res.provenance['budget']['name']}", "",
-                  f"Wall time recorded by the runs that made it: {wall / 60:.0f} min on this "
-                  "machine (2 CPU cores, fp32; the sum over the invocations that resumed it, "
-                  "from `timing.json`).", body.replace("\n## ", "\n### "), ""]
+                  _wall_line(Path(f) / "timing.json"), body.replace("\n## ", "\n### "), ""]
     return "\n".join(parts)
+
+
+def _split_pattern(line: str) -> tuple[str, str]:
+    """A :func:`pattern_lines` line → (pattern, verdict); the pattern may itself hold ': '."""
+    m = re.match(r"^(.*?): ((?:holds|does not hold)\b.*)$", line, flags=re.S)
+    if m is None:
+        raise ValueError(f"pattern line without a verdict: {line!r}")
+    return m.group(1), m.group(2)
+
+
+def _wall_line(timing: Path) -> str:
+    """The sentence on the wall time a folder's ``timing.json`` recorded."""
+    if not timing.is_file():
+        return ("Wall time: not recorded (the folder has no `timing.json`; it is written by the "
+                "`reproduce` run on the machine that made the folder and is not committed).")
+    t = json.loads(timing.read_text())
+    n = int(t.get("invocations", 1))
+    return (f"Wall time recorded by the runs that made it: {t['total'] / 60:.0f} min on this "
+            f"machine (2 CPU cores, fp32; the sum over the {n} invocation{'s' * (n != 1)} that "
+            "made and resumed it, from `timing.json`).")
