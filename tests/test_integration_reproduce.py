@@ -70,6 +70,28 @@ def test_numbers_recomputable(smoke):
         assert t3.grid().loc["icl", task] == pytest.approx(100 * sub.correct.mean())
 
 
+def _same_tidy(a: bytes, b: bytes) -> bool:
+    """Two tidy CSVs hold the same rows: every text, integer and prediction column identical,
+    float columns equal to 1e-4. Float kernels round differently on another CPU (a folder made
+    on another machine, regenerated on an AMD EPYC, moved log-probabilities by ~3e-5),
+    so a tidy file is compared by value; everything rendered from it (tables, report.md,
+    provenance) must still match byte for byte."""
+    import io
+
+    x, y = (pd.read_csv(io.BytesIO(v), keep_default_na=False, dtype=str) for v in (a, b))
+    if list(x.columns) != list(y.columns) or len(x) != len(y):
+        return False
+    for col in x.columns:
+        fx, fy = (pd.to_numeric(d[col].replace("", "nan"), errors="coerce") for d in (x, y))
+        is_float = fx.notna().any() and x[col].str.contains(".", regex=False).any()
+        if is_float and fx.notna().equals(fy.notna()) and fy.notna().equals(x[col] != ""):
+            if not ((fx - fy).abs().fillna(0) <= 1e-4).all():
+                return False
+        elif not x[col].equals(y[col]):
+            return False
+    return True
+
+
 def test_committed_folder_regenerates_byte_identically(smoke):
     if not COMMITTED.is_dir():
         pytest.fail(f"{COMMITTED} is missing; regenerate it with the command in this module's "
@@ -77,5 +99,6 @@ def test_committed_folder_regenerates_byte_identically(smoke):
     want = _committed_files(COMMITTED)
     got = _committed_files(smoke)
     assert sorted(got) == sorted(want)
-    diff = [name for name in want if want[name] != got[name]]
+    diff = [name for name in want if want[name] != got[name]
+            and not (name.startswith("tidy/") and _same_tidy(want[name], got[name]))]
     assert not diff, f"regenerated files differ from the committed ones: {diff}"
