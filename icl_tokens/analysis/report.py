@@ -520,6 +520,6 @@ def _wall_line(timing: Path) -> str:
                 "`reproduce` run on the machine that made the folder and is not committed).")
     t = json.loads(timing.read_text())
     n = int(t.get("invocations", 1))
-    return (f"Wall time recorded by the runs that made it: {t['total'] / 60:.0f} min on this "
-            f"machine (2 CPU cores, fp32; the sum over the {n} invocation{'s' * (n != 1)} that "
-            "made and resumed it, from `timing.json`).")
+    return (f"Wall time recorded by the runs that made it: {t['total'] / 60:.0f} min on the "
+            f"machine that made it (the sum over the {n} invocation{'s' * (n != 1)} that made "
+            "and resumed it, from `timing.json`).")

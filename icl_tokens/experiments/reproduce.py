@@ -64,7 +64,7 @@ BUDGETS: dict[str, Budget] = {
                     "numbers mean nothing"),
     "small": Budget("small", (0, 1), 12, description="2 seeds x 12 test examples, all five "
                     "random-string templates: every table on six tasks took 101 min with "
-                    "Gemma-3-270M on 2 CPU cores (Tables 2, 3 and 15 alone 14 min)"),
+                    "Gemma-3-270M on one CPU core (Tables 2, 3 and 15 alone 14 min)"),
     "paper": Budget("paper", tuple(range(15)), 500, description="the paper's protocol: 15 seeds "
                     "x 500 test examples, k = 4"),
 }
