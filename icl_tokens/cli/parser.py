@@ -212,9 +212,11 @@ def _add_reproduce_commands(sub: Any) -> None:
     r.add_argument("--model", default="gemma-3-270m")
     r.add_argument("--tasks", default=None,
                    help="comma list (default: the paper's six: agnews,sst2,trec,dbpedia,rte,cb)")
-    r.add_argument("--budget", default="smoke", choices=["smoke", "small", "paper"],
-                   help="smoke: 1 seed x 1 example, template #1 (CI, about 3 min); small: 2 "
-                        "seeds x 12; paper: 15 seeds x 500, k = 4")
+    r.add_argument("--budget", default="smoke",
+                   choices=["smoke", "small", "pilot", "planned", "paper"],
+                   help="smoke: 1 seed x 1 example, template #1 (CI); small: 2 seeds x 12; "
+                        "pilot: 3 x 40 (for the planner, `power`); planned: 10 x 80 (the "
+                        "planner's budget for Tables 2, 3, 15); paper: 15 seeds x 500, k = 4")
     r.add_argument("--out-dir", default=None,
                    help="results folder (default results/reproduce-<model>-<budget>); a rerun "
                         "resumes it")
@@ -326,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("out", help="the merged CSV (must not exist)")
     m.add_argument("shards", nargs="+", help="every shard CSV of the run (1/N ... N/N)")
     m.set_defaults(handler="icl_tokens.cli.merge:cmd_merge")
+
+    from .compare import add_compare_parsers  # ``compare`` and ``power`` (no model)
+
+    add_compare_parsers(sub)
 
     from .probe import add_probe_parsers  # ``probe`` and ``attention`` (issue 8 points 3, 4)
 
