@@ -122,7 +122,7 @@ def test_real_run_through_the_runner_and_engine(tiny_dir, data_dir, tmp_path):
     assert set(out.calibrated_correct) <= {0, 1} and len(out) == len(rows)
     from icl_tokens.analysis.metrics import cell_summary
 
-    summary = cell_summary(rows, cf, n_boot=50).set_index("condition")
+    summary = cell_summary(rows, cf).set_index("condition")
     acc = out.groupby("condition")["calibrated_correct"].mean() * 100
     assert summary.calibrated_correct.to_dict() == pytest.approx(acc.to_dict())
     assert out.calibrated_gold_prob.between(0, 1).all()

@@ -95,14 +95,15 @@ def test_tables_with_the_paper_numbers_and_pattern_checks(runs):
             assert f"{value:5.1f}" in report
     ours = {t: variant_table(df, t).pivot(index="condition", columns="task", values="mean")
             for t in (8, 9, 10)}
-    checks = variant_pattern_checks(ours)
+    checks = variant_pattern_checks(ours)  # point values: what the paper's numbers get
     assert set(checks) == {
         "6a. Swap below Standard ICL (Table 8)", "6b. Randomfixed below Standard ICL (Table 8)",
         "6c. Randomnonfixed below Randomfixed (Table 9)",
         '7. one-shot Randomfixed: Zero-shot + TEMP above Zero-shot + ":" (Table 10)'}
-    for line in checks.values():
-        assert line.startswith(("holds", "does not hold"))
-        assert line in report
+    for name in checks:  # our rows get a three-state verdict with an interval in the report
+        line = next(ln.strip() for ln in report.splitlines()
+                    if ln.strip().startswith(name + ": "))
+        assert line[len(name) + 2:].startswith(("consistent", "inconsistent", "inconclusive"))
     # Every setting of the three tables has a mean over 5 templates x the seeds.
     for s in SETTINGS:
         t = variant_table(df, s.table)

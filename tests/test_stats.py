@@ -1,5 +1,5 @@
-"""Statistics: Table 15's t-tests equal scipy's on the same CSV, Holm by hand, bootstrap
-intervals on synthetic data (known answers, coverage, determinism), paired differences."""
+"""Statistics: Table 15's t-tests equal scipy's on the same CSV (n/a where undefined), Holm by
+hand, crossed cell intervals and paired differences on synthetic data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from scipy import stats as sps
 from icl_tokens.analysis.stats import (
     TABLE15_PAIRS,
     baseline_ttests,
-    bootstrap_ci,
+    cell_intervals,
     format_table15,
     holm,
     paired_differences,
@@ -93,67 +93,67 @@ def test_baseline_tests_one_sample_against_constant_zero_shot():
     assert res.loc["icl-template", "p"] == pytest.approx(expect)
 
 
-def test_bootstrap_known_answers_and_determinism():
+def test_seed_tests_are_na_with_a_reason_not_p_zero():
+    """Two seeds with the same difference: t is infinite, so the test is n/a, never p = 0."""
+    df = _rows(n_seeds=2, n_ex=10)
+    for c in ("+content", "+template"):  # identical predictions in both seeds
+        base = df[(df.condition == "+stopword")].copy()
+        df.loc[df.condition == c, "correct"] = base["correct"].to_numpy()
+    res = pairwise_ttests(df).set_index("comparison")
+    assert res.p.isna().all() and res.significant.eq(False).all()
+    assert res.loc["temp ↔ cont", "note"].startswith("n/a: 2 seeds")
+    three = _rows(n_seeds=3, n_ex=10)
+    same = three[three.condition == "+stopword"]["correct"].to_numpy()
+    three.loc[three.condition == "+content", "correct"] = same
+    r = pairwise_ttests(three).set_index("comparison").loc["cont ↔ stop"]
+    assert np.isnan(r.p) and "zero variance" in r.note
+    assert not np.isnan(r.p_crossed)  # the crossed estimate still has a p (here 1)
+    b = baseline_ttests(_rows(n_seeds=2, n_ex=10))
+    assert b.p.isna().all() and b.note.str.startswith("n/a").all()
+
+
+def test_cell_intervals_are_crossed_and_start_from_distinct_examples():
     df = _rows(n_seeds=3, n_ex=20)
-    # a constant column: every replicate equals it, so the interval is a point
     df["const"] = 2.5
-    ci = bootstrap_ci(df, "const", n_boot=200)
+    ci = cell_intervals(df, "const")
     assert (ci["lo"] == 2.5).all() and (ci["hi"] == 2.5).all() and (ci["mean"] == 2.5).all()
-    a = bootstrap_ci(df, n_boot=300, seed=1)
-    b = bootstrap_ci(df, n_boot=300, seed=1)
-    pd.testing.assert_frame_equal(a, b)
-    # a cell's interval does not depend on the other cells present
-    one = bootstrap_ci(df[df.condition == "icl"], n_boot=300, seed=1)
+    a = cell_intervals(df)
+    one = cell_intervals(df[df.condition == "icl"])
     pd.testing.assert_frame_equal(one.reset_index(drop=True),
                                   a[a.condition == "icl"].reset_index(drop=True))
     means = per_seed(df).groupby("condition")["value"].mean()
     for _, r in a.iterrows():
         assert r["mean"] == pytest.approx(means[r.condition])
         assert r.lo <= r["mean"] <= r.hi
-    assert not a.equals(bootstrap_ci(df, n_boot=300, seed=2))
+        assert r.n_examples == 20
+    zero = df.copy()
+    zero["correct"] = 0
+    z = cell_intervals(zero)
+    assert (z.lo == 0).all() and (z.hi > 10).all()  # 0/20 is not [0, 0]
 
 
-def test_bootstrap_covers_the_true_mean_at_about_the_nominal_rate():
-    """Two-level normal model: seed effects sd 1, example noise sd 2, true mean 0."""
-    hits, trials = 0, 150
-    rng = np.random.default_rng(7)
-    for t in range(trials):
-        rows = []
-        for s in range(10):
-            mu = rng.normal(0, 1)
-            for e, v in enumerate(rng.normal(mu, 2, 30)):
-                rows.append({"model": "m", "task": "t", "seed": s, "example_id": str(e),
-                             "condition": "c", "x": v})
-        r = bootstrap_ci(pd.DataFrame(rows), "x", n_boot=400, seed=t).iloc[0]
-        hits += r.lo <= 0 <= r.hi
-    # percentile bootstrap with 10 seeds under-covers a little; 95% nominal
-    assert 0.82 <= hits / trials <= 0.99
-
-
-def test_bootstrap_ci_width_shrinks_with_more_seeds():
-    narrow = bootstrap_ci(_rows(n_seeds=12, n_ex=40, seed=3), n_boot=500)
-    wide = bootstrap_ci(_rows(n_seeds=3, n_ex=40, seed=3), n_boot=500)
+def test_cell_interval_width_shrinks_with_more_seeds():
+    narrow = cell_intervals(_rows(n_seeds=12, n_ex=40, seed=3))
+    wide = cell_intervals(_rows(n_seeds=3, n_ex=40, seed=3))
     assert (narrow.hi - narrow.lo).mean() < (wide.hi - wide.lo).mean()
 
 
-def test_paired_differences_effect_sizes_and_tests():
+def test_paired_differences_on_the_crossed_design():
     df = _rows()
-    res = paired_differences(df, [("+template", "+content")], metric="margin", n_boot=300)
+    res = paired_differences(df, [("+template", "+content")], metric="margin")
     r = res.iloc[0]
     w = df.pivot_table(index=["seed", "example_id"], columns="condition", values="margin")
     d = (w["+template"] - w["+content"])
     seed_d = d.groupby(level="seed").mean().to_numpy()
     assert r["diff"] == pytest.approx(seed_d.mean())
-    assert r.dz_seeds == pytest.approx(seed_d.mean() / seed_d.std(ddof=1))
-    assert r.dz_examples == pytest.approx(d.mean() / d.std(ddof=1))
-    assert r.p_examples == pytest.approx(sps.ttest_rel(w["+template"], w["+content"]).pvalue)
     assert r.p_seeds == pytest.approx(sps.ttest_1samp(seed_d, 0).pvalue)
-    assert r.p_wilcoxon == pytest.approx(sps.wilcoxon(d.to_numpy()).pvalue)
-    same = paired_differences(df, [("icl", "icl")], metric="margin", n_boot=10).iloc[0]
-    assert same["diff"] == 0 and np.isnan(same.p_wilcoxon)
-    assert r.lo < r["diff"] < r.hi
+    assert r.n_examples == df.example_id.nunique() and r.n_seeds == df.seed.nunique()
+    assert r.lo < r["diff"] < r.hi and 0 <= r.p <= 1
+    assert "crossed" in r.method
+    same = paired_differences(df, [("icl", "icl")], metric="margin").iloc[0]
+    assert same["diff"] == 0 and same.lo == 0 == same.hi
     assert r.comparison == "+template − +content"
-    with pytest.raises(ValueError, match="only one of"):
+    with pytest.raises(ValueError, match="missing"):
         paired_differences(df[~((df.condition == "+content") & (df.example_id == "x3"))],
                            [("+template", "+content")])
 
@@ -165,9 +165,10 @@ def test_table15_layout_beside_the_paper():
     r = lay[(lay.task == "trec") & (lay.comparison == "temp ↔ cont")].iloc[0]
     assert r.paper_p == pytest.approx(0.0000020)
     assert r.agree == (r.significant == r.paper_significant)
-    # one seed: scipy gives no p-value, so there is no agreement either way
+    # one seed: no seed-level test; the crossed p (over examples) still decides agreement
     one = table15_layout(pairwise_ttests(_rows(n_seeds=1)), "Llama-7B")
-    assert one.p.isna().all() and one.agree.isna().all()
+    assert one.p.isna().all() and one.note.str.contains("1 seed").all()
     text = format_table15(lay)
-    assert "temp_cont ↔ temp_stop" in text and "0.0000020" in text
-    assert text.count("\n") == 1 + 6
+    assert "temp_cont ↔ temp_stop" in text and "<0.0001" in text
+    assert text.count("\n") == 1 + 12
+    assert "n/a (1)" in format_table15(one) and "(1) n/a: 1 seed" in format_table15(one)

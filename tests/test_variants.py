@@ -519,11 +519,11 @@ def test_pattern_checks_on_the_paper_numbers():
     tabs = {t: paper_variant_table(t, "Llama-7B") for t in (8, 9, 10)}
     checks = variant_pattern_checks(tabs)
     assert len(checks) == 4 and all(v.startswith("holds") for v in checks.values()), checks
-    assert "49.8 vs 74.8" in checks["6a. Swap below Standard ICL (Table 8)"]
-    # OpenLlama-3B: Table 8's Swap average (57.8) is not below Standard (58.0)... it is, barely.
+    assert "= -25.0" in checks["6a. Swap below Standard ICL (Table 8)"]  # 49.8 - 74.8
+    # OpenLlama-3B: Table 8's Swap average (57.8) is below Standard (58.0), barely.
     three = variant_pattern_checks({8: paper_variant_table(8, "OpenLlama-3B")})
-    assert three["6a. Swap below Standard ICL (Table 8)"].startswith("holds (Swap vs Standard: "
-                                                                      "57.8 vs 58.0")
+    assert three["6a. Swap below Standard ICL (Table 8)"].startswith(
+        "holds (8:Swap − 8:Standard ICL = -0.2")
     # A made-up table where the pattern fails is reported as such.
     flipped = tabs[10].copy()
     flipped.loc['Zero-shot + ":"'] = 99.0

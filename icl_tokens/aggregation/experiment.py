@@ -136,8 +136,12 @@ def compare_table(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
     """Accuracy (%) per condition without and with the block, and the difference.
 
     Rows: conditions (in first-seen order); columns: ``none``, the block's name, ``Δ``
-    (block − none, points), ``paired_se`` (the SE of the per-example paired difference).
+    (block − none, points), ``paired_se`` (the SE of the paired difference on the crossed
+    seeds x examples design, :func:`icl_tokens.analysis.inference.crossed_mean`; NaN when it
+    cannot be estimated, e.g. one row), ``n``.
     """
+    from ..analysis.inference import crossed_mean
+
     if "aggregation" not in df.columns:
         raise ValueError("these rows have no 'aggregation' column; run run_aggregation first.")
     names = [a for a in dict.fromkeys(df["aggregation"]) if a != "none"]
@@ -156,7 +160,8 @@ def compare_table(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
             raise ValueError(f"condition {c}: {int(missing.sum())} examples lack a row with or "
                              "without the block; run both to completion.")
         diff = (sub[block].astype(float) - sub["none"].astype(float)) * 100
-        se = float(diff.std(ddof=1) / len(diff) ** 0.5) if len(diff) > 1 else float("nan")
+        grid = diff.unstack("example_id")
+        se = crossed_mean(grid.to_numpy(float)).se if grid.notna().all().all() else float("nan")
         out.append({"condition": c, "none": 100 * sub["none"].astype(float).mean(),
                     block: 100 * sub[block].astype(float).mean(), "Δ": diff.mean(),
                     "paired_se": se, "n": len(diff)})

@@ -15,9 +15,9 @@ From these columns alone, so every experiment gets them:
   scores);
 * ``pred_score``: the log-probability of the label-restricted prediction.
 
-:func:`continuous_table` gives every cell's mean with its hierarchical bootstrap interval, and
-:func:`paired_metric_tests` the paired tests between conditions over examples and seeds
-(:mod:`icl_tokens.analysis.stats`).
+:func:`continuous_table` gives every cell's mean with its interval, and
+:func:`paired_metric_tests` the paired differences between conditions, both on the crossed
+seeds x examples design (:mod:`icl_tokens.analysis.inference`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..results.records import SCORE_PREFIX
-from .stats import TABLE15_PAIRS, bootstrap_ci, paired_differences
+from .stats import TABLE15_PAIRS, cell_intervals, paired_differences
 
 __all__ = ["CONTINUOUS_COLUMNS", "label_words", "label_scores", "add_continuous_metrics",
            "continuous_table", "paired_metric_tests", "cell_summary"]
@@ -98,32 +98,32 @@ def add_continuous_metrics(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def continuous_table(df: pd.DataFrame, metric: str = "margin", *, n_boot: int = 2000,
-                     level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Every (model, task, condition) cell's mean ``metric`` (mean over seeds of the per-seed
-    mean) with its hierarchical bootstrap interval (:func:`~.stats.bootstrap_ci`)."""
+def continuous_table(df: pd.DataFrame, metric: str = "margin", *, level: float = 0.95
+                     ) -> pd.DataFrame:
+    """Every (model, task, condition) cell's mean ``metric`` with its crossed interval
+    (:func:`~.stats.cell_intervals`)."""
     rows = df if metric in df.columns else add_continuous_metrics(df)
-    return bootstrap_ci(rows, metric, n_boot=n_boot, level=level, seed=seed)
+    return cell_intervals(rows, metric, level=level)
 
 
 def paired_metric_tests(
     df: pd.DataFrame,
     pairs: Sequence[tuple[str, str, str]] | Sequence[tuple[str, str]] = TABLE15_PAIRS,
-    metric: str = "margin", *, n_boot: int = 2000, seed: int = 0,
+    metric: str = "margin", *, level: float = 0.95,
 ) -> pd.DataFrame:
-    """Paired differences of ``metric`` between conditions over examples and seeds (mean
-    difference, bootstrap interval, t-tests and d_z; :func:`~.stats.paired_differences`).
-    Pairs whose conditions the rows lack are an error."""
+    """Paired differences of ``metric`` between conditions on the crossed seeds x examples
+    design (:func:`~.stats.paired_differences`). Pairs whose conditions the rows lack are an
+    error."""
     rows = df if metric in df.columns else add_continuous_metrics(df)
-    return paired_differences(rows, pairs, metric=metric, n_boot=n_boot, seed=seed)
+    return paired_differences(rows, pairs, metric=metric, level=level)
 
 
 def cell_summary(
     df: pd.DataFrame, cf_rows: pd.DataFrame | None = None,
-    metrics: Sequence[str] = ("correct", "label_correct", "margin"), *, n_boot: int = 2000,
-    level: float = 0.95, seed: int = 0,
+    metrics: Sequence[str] = ("correct", "label_correct", "margin"), *,
+    level: float = 0.95,
 ) -> pd.DataFrame:
-    """Every (model, task, condition) cell with each metric's mean and bootstrap interval.
+    """Every (model, task, condition) cell with each metric's mean and crossed interval.
 
     Args:
         df: Tidy rows (any experiment).
@@ -146,7 +146,7 @@ def cell_summary(
         metrics.append("calibrated_correct")
     out: pd.DataFrame | None = None
     for m in metrics:
-        ci = bootstrap_ci(rows, m, n_boot=n_boot, level=level, seed=seed)
+        ci = cell_intervals(rows, m, level=level)
         ci = ci.rename(columns={"mean": m, "lo": f"{m}_lo", "hi": f"{m}_hi"}).drop(
             columns="metric")
         out = ci if out is None else out.merge(

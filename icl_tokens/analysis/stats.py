@@ -1,24 +1,22 @@
-"""Statistics over tidy result rows: Table 15's t-tests, bootstrap intervals, paired differences.
+"""Statistics over tidy result rows: Table 15's t-tests, cell intervals, paired differences.
 
 Every function reads the tidy rows an experiment writes (one row per model, task, seed, example
 and condition; :mod:`icl_tokens.experiments.runner`), so every experiment gets them.
 
 * **t-tests (paper Appendix C, Table 15; paper-spec E3).** Paired t-tests over the seeds
   (``scipy.stats.ttest_rel`` on the per-seed accuracies of the two conditions) for the six pairs
-  of :data:`TABLE15_PAIRS`, Welch's test (``ttest_ind(equal_var=False)``) beside, and a Holm
-  correction within each (model, task) family when asked (:func:`pairwise_ttests`). Each
-  ``icl-*`` condition against ``icl`` (paired) and each ``+*`` condition against ``zero_shot``
-  (one-sample against the zero-shot accuracy, which has no seed variance on a fixed test set):
-  :func:`baseline_ttests`. :func:`table15_layout` puts our p-values beside the paper's.
-* **Bootstrap intervals (every cell).** Hierarchical: resample the seeds with replacement, then
-  the examples within each drawn seed; the statistic is the mean over seeds of the per-seed mean
-  (the paper's "averaged over the 15 seeds"). Seeded per cell (the cell's key enters the seed),
-  so a cell's interval does not depend on which other cells are present
-  (:func:`bootstrap_ci`).
-* **Paired differences** between two conditions on the same (seed, example) rows: the mean
-  difference, its hierarchical bootstrap interval (both conditions resampled together), paired
-  t-tests over seeds and over examples, and the effect sizes d_z (mean difference / sd of the
-  differences) over seeds and over examples (:func:`paired_differences`).
+  of :data:`TABLE15_PAIRS`, Welch's test (``ttest_ind(equal_var=False)``) beside, and Holm's
+  correction within each (model, task) family of six (:func:`pairwise_ttests`). Each ``icl-*``
+  condition against ``icl`` (paired) and each ``+*`` condition against ``zero_shot`` (one-sample
+  against the zero-shot accuracy, which has no seed variance on a fixed test set):
+  :func:`baseline_ttests`. A seed-level test is ``n/a`` with its reason when it is undefined or
+  meaningless: fewer than 3 seeds, or differences with no variance (a p of 0 from an infinite t
+  is never printed). Beside each, the test that fits the design: the crossed seeds x examples
+  estimate of :mod:`~icl_tokens.analysis.inference` (``diff_crossed``, ``lo``, ``hi``,
+  ``p_crossed``).
+* **Cell intervals** (:func:`cell_intervals`): the crossed estimate of each cell, with Wilson
+  intervals from the distinct examples for 0/1 columns (a 0/12 cell is not ``[0, 0]``).
+* **Paired differences** (:func:`paired_differences`): the crossed estimate of ``a − b``.
 
 Accuracy columns (0/1: ``correct``, ``label_correct``, ``calibrated_correct``) are reported in
 percent; any other numeric column (e.g. ``margin`` from :mod:`~icl_tokens.analysis.metrics`) in
@@ -28,13 +26,22 @@ its own unit.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
-import zlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from .inference import (
+    ACCURACY_METRICS,
+    cell_estimate,
+    contrast_effect,
+    contrast_matrix,
+    pair_weights,
+    scale_of,
+)
 
 __all__ = [
     "TABLE15_PAIRS",
@@ -43,8 +50,9 @@ __all__ = [
     "pairwise_ttests",
     "baseline_ttests",
     "holm",
-    "bootstrap_ci",
+    "cell_intervals",
     "paired_differences",
+    "seed_test_note",
     "table15_layout",
     "format_table15",
 ]
@@ -60,8 +68,6 @@ TABLE15_PAIRS: tuple[tuple[str, str, str], ...] = (
     ("temp_stop ↔ cont_stop", "icl-content", "icl-template"),
     ("temp_cont ↔ temp_stop", "icl-stopword", "icl-content"),
 )
-#: 0/1 columns reported in percent.
-ACCURACY_METRICS = ("correct", "label_correct", "calibrated_correct")
 _CELL = ["model", "task", "condition"]
 
 
@@ -79,7 +85,7 @@ def _quiet(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _scale(metric: str) -> float:
-    return 100.0 if metric in ACCURACY_METRICS else 1.0
+    return scale_of(metric)
 
 
 def _check_columns(df: pd.DataFrame, metric: str) -> None:
@@ -139,6 +145,28 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
+def seed_test_note(d: np.ndarray) -> str:
+    """Why a seed-level t-test on differences ``d`` is not given ('' when it is)."""
+    if len(d) < 3:
+        return f"n/a: {len(d)} seed{'s' * (len(d) != 1)} (a t-test over seeds needs >= 3)"
+    if np.ptp(d) == 0:
+        return "n/a: every seed gives the same difference (zero variance; t undefined)"
+    return ""
+
+
+def _crossed(cell: pd.DataFrame, a: str, b: str, metric: str) -> dict[str, float]:
+    """The design-fitting estimate of ``a − b`` (crossed seeds x examples)."""
+    est, _ = contrast_effect(cell, pair_weights(a, b), metric)
+    return {"diff_crossed": est.mean, "lo": est.ci_low, "hi": est.ci_high, "p_crossed": est.p}
+
+
+def _family_holm(out: pd.DataFrame, col: str = "p") -> pd.Series:
+    res = pd.Series(np.nan, index=out.index)
+    for _, idx in out.groupby(["model", "task"], sort=False).groups.items():
+        res.loc[idx] = holm(out.loc[idx, col].to_numpy(float))
+    return res
+
+
 @_quiet
 def pairwise_ttests(
     df: pd.DataFrame,
@@ -151,17 +179,19 @@ def pairwise_ttests(
     """Table 15's t-tests: for every (model, task) and pair, over the seeds.
 
     Args:
-        df: Tidy rows holding both conditions of every pair (on the same seeds).
+        df: Tidy rows holding both conditions of every pair (on the same seeds and examples).
         pairs: ``(label, condition_a, condition_b)``; default the paper's six.
         metric: The 0/1 or numeric column tested (per-seed means).
-        correction: ``None`` or ``"holm"`` (within each (model, task): the paper's six tests).
-        alpha: Level for the ``significant`` column (on ``p_holm`` when corrected).
+        correction: ``None`` or ``"holm"``: which p the ``significant`` column reads (``p_holm``,
+            Holm within each (model, task) family, is always given).
+        alpha: Level for the ``significant`` column.
 
     Returns:
         One row per (model, task, pair): ``comparison, condition_a, condition_b, n_seeds,
-        mean_a, mean_b, diff, t, p`` (paired, ``ttest_rel``), ``t_welch, p_welch``
-        (``ttest_ind(equal_var=False)``), ``p_holm`` (with ``correction="holm"``) and
-        ``significant``. p is NaN where scipy gives NaN (one seed, or no variance).
+        mean_a, mean_b, diff, t, p`` (paired, ``ttest_rel``), ``p_holm``, ``t_welch, p_welch``
+        (``ttest_ind(equal_var=False)``), ``note`` (why t/p are NaN: fewer than 3 seeds, or
+        zero variance), the crossed estimate ``diff_crossed, lo, hi, p_crossed`` and
+        ``significant`` (False where p is n/a).
     """
     if correction not in (None, "holm"):
         raise ValueError(f"unknown correction {correction!r}; use None or 'holm'.")
@@ -172,12 +202,16 @@ def pairwise_ttests(
         raise ValueError(f"the rows lack the condition(s) {missing} the tests need (they hold "
                          f"{sorted(conds)}); run them, or pass pairs=... with what you have.")
     rows = []
-    for (model, task), _ in seeds.groupby(["model", "task"], sort=False):
+    for (model, task), cell in df.groupby(["model", "task"], sort=False):
         for label, a, b in pairs:
             xa, xb, order = _seed_pair(seeds, model, task, a, b)
+            note = seed_test_note(xa - xb)
+            rel = welch = None
             with np.errstate(all="ignore"):
-                rel = sps.ttest_rel(xa, xb) if len(order) > 1 else None
-                welch = sps.ttest_ind(xa, xb, equal_var=False) if len(order) > 1 else None
+                if not note:
+                    rel = sps.ttest_rel(xa, xb)
+                if len(order) >= 3 and (np.ptp(xa) > 0 or np.ptp(xb) > 0):
+                    welch = sps.ttest_ind(xa, xb, equal_var=False)
             rows.append({
                 "model": model, "task": task, "comparison": label, "condition_a": a,
                 "condition_b": b, "n_seeds": len(order), "mean_a": xa.mean(),
@@ -186,15 +220,12 @@ def pairwise_ttests(
                 "p": float(rel.pvalue) if rel else np.nan,
                 "t_welch": float(welch.statistic) if welch else np.nan,
                 "p_welch": float(welch.pvalue) if welch else np.nan,
+                "note": note, **_crossed(cell, a, b, metric),
             })
     out = pd.DataFrame(rows)
-    key = "p"
-    if correction == "holm":
-        out["p_holm"] = np.nan
-        for _, idx in out.groupby(["model", "task"], sort=False).groups.items():
-            out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"].to_numpy())
-        key = "p_holm"
-    out["significant"] = out[key] < alpha
+    out.insert(out.columns.get_loc("p") + 1, "p_holm", _family_holm(out))
+    key = "p_holm" if correction == "holm" else "p"
+    out["significant"] = (out[key] < alpha).fillna(False).astype(bool)
     return out
 
 
@@ -206,13 +237,18 @@ def baseline_ttests(df: pd.DataFrame, *, metric: str = "correct",
 
     The zero-shot prompt has no demonstrations, so on a fixed test set every seed gives the same
     zero-shot accuracy: then the test is one-sample (``ttest_1samp`` against it); if the
-    zero-shot values do vary by seed, the test is paired. The ``test`` column says which.
+    zero-shot values do vary by seed, the test is paired. The ``test`` column says which, and
+    ``note`` why a test is n/a (fewer than 3 seeds, zero variance). ``p_holm`` is Holm within
+    each (model, task); the crossed estimate (``diff_crossed, lo, hi, p_crossed``) is beside.
     Conditions that are absent are left out (their baseline must be present).
     """
+    if correction not in (None, "holm"):
+        raise ValueError(f"unknown correction {correction!r}; use None or 'holm'.")
     seeds = per_seed(df, metric)
     rows = []
     for (model, task), cell in seeds.groupby(["model", "task"], sort=False):
         present = list(dict.fromkeys(cell.condition))
+        raw = df[(df.model == model) & (df.task == task)]
         for cond in present:
             base = "icl" if cond.startswith("icl-") else "zero_shot" if cond.startswith("+") \
                 else None
@@ -223,134 +259,64 @@ def baseline_ttests(df: pd.DataFrame, *, metric: str = "correct",
                                  "the rows lack; run it too.")
             xa, xb, order = _seed_pair(seeds, model, task, cond, base)
             constant = base == "zero_shot" and np.ptp(xb) == 0
+            note = seed_test_note(xa - xb)
+            res = None
             with np.errstate(all="ignore"):
-                if len(order) < 2:
-                    res = None
-                elif constant:
-                    res = sps.ttest_1samp(xa, xb[0])
-                else:
-                    res = sps.ttest_rel(xa, xb)
+                if not note:
+                    res = sps.ttest_1samp(xa, xb[0]) if constant else sps.ttest_rel(xa, xb)
             rows.append({"model": model, "task": task, "condition": cond, "baseline": base,
                          "test": "one-sample" if constant else "paired",
                          "n_seeds": len(order), "mean": xa.mean(), "baseline_mean": xb.mean(),
                          "diff": (xa - xb).mean(),
                          "t": float(res.statistic) if res else np.nan,
-                         "p": float(res.pvalue) if res else np.nan})
+                         "p": float(res.pvalue) if res else np.nan, "note": note,
+                         **_crossed(raw, cond, base, metric)})
     out = pd.DataFrame(rows)
-    key = "p"
-    if correction == "holm" and len(out):
-        out["p_holm"] = np.nan
-        for _, idx in out.groupby(["model", "task"], sort=False).groups.items():
-            out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"].to_numpy())
-        key = "p_holm"
-    elif correction not in (None, "holm"):
-        raise ValueError(f"unknown correction {correction!r}; use None or 'holm'.")
-    out["significant"] = out[key] < alpha if len(out) else []
+    if not len(out):
+        return out
+    out.insert(out.columns.get_loc("p") + 1, "p_holm", _family_holm(out))
+    key = "p_holm" if correction == "holm" else "p"
+    out["significant"] = (out[key] < alpha).fillna(False).astype(bool)
     return out
 
 
-# --- bootstrap -------------------------------------------------------------------------------
+# --- cell intervals and paired differences ----------------------------------------------------
 
 
-def _cell_rng(seed: int, key: tuple) -> np.random.Generator:
-    """A generator for one cell: the user's seed and a stable hash of the cell's key."""
-    h = zlib.crc32("\x1f".join(str(k) for k in key).encode("utf-8"))
-    return np.random.default_rng(np.random.SeedSequence([int(seed), h]))
-
-
-def _matrix(values: pd.Series, seeds: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Rows grouped by seed → (``Float[n_seeds, max_n]`` padded with 0, ``Int[n_seeds]`` counts)."""
-    groups = [g.to_numpy(float) for _, g in values.groupby(seeds.to_numpy(), sort=True)]
-    counts = np.array([len(g) for g in groups])
-    m = np.zeros((len(groups), counts.max()))
-    for i, g in enumerate(groups):
-        m[i, : len(g)] = g
-    return m, counts
-
-
-def _hier_boot(m: np.ndarray, counts: np.ndarray, n_boot: int, rng: np.random.Generator,
-               block: int = 256) -> np.ndarray:
-    """Hierarchical bootstrap replicates of the mean over seeds of per-seed means.
-
-    ``m``: ``Float[..., n_seeds, max_n]`` (a leading axis of paired columns is resampled
-    together); returns ``Float[..., n_boot]``."""
-    n_s, max_n = m.shape[-2], m.shape[-1]
-    out = []
-    for s in range(0, n_boot, block):
-        b = min(block, n_boot - s)
-        pick = rng.integers(0, n_s, size=(b, n_s))  # seeds drawn
-        n = counts[pick]  # [b, n_s]
-        u = rng.random((b, n_s, max_n))
-        ex = np.minimum((u * n[..., None]).astype(np.int64), max_n - 1)  # examples within seed
-        valid = np.arange(max_n)[None, None, :] < n[..., None]
-        vals = m[..., pick[..., None], ex]  # [..., b, n_s, max_n]
-        seed_means = (vals * valid).sum(-1) / n
-        out.append(seed_means.mean(-1))
-    return np.concatenate(out, axis=-1)
-
-
-def bootstrap_ci(
+def cell_intervals(
     df: pd.DataFrame,
     metric: str = "correct",
     *,
-    n_boot: int = 2000,
     level: float = 0.95,
-    seed: int = 0,
     by: Sequence[str] = ("model", "task", "condition"),
 ) -> pd.DataFrame:
-    """Hierarchical bootstrap interval of every cell (seeds, then examples within seed).
+    """The crossed (seeds x examples) estimate of every cell with its interval.
 
-    Args:
-        df: Tidy rows.
-        metric: A 0/1 accuracy column (percent) or any numeric column.
-        n_boot: Replicates per cell.
-        level: Coverage of the percentile interval.
-        seed: The bootstrap seed (each cell's generator also takes its key: deterministic).
-        by: The cell columns.
+    0/1 columns get a Wilson interval from the design's effective sample size (an all-0 or all-1
+    cell: its distinct examples), other columns a crossed t interval
+    (:func:`~icl_tokens.analysis.inference.cell_estimate`).
 
     Returns:
-        One row per cell: ``mean`` (mean over seeds of the per-seed mean), ``lo``, ``hi``,
-        ``n_seeds``, ``n_examples`` (rows), ``metric``.
+        One row per cell: ``mean`` (percent for 0/1 columns), ``lo``, ``hi``, ``n_seeds``,
+        ``n_examples`` (distinct examples), ``metric``.
     """
     _check_columns(df, metric)
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}.")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}.")
     scale = _scale(metric)
     rows = []
     for key, cell in df.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        m, counts = _matrix(cell[metric], cell["seed"])
-        point = float((m.sum(-1) / counts).mean())
-        reps = _hier_boot(m, counts, n_boot, _cell_rng(seed, key))
-        lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
-        rows.append({**dict(zip(by, key)), "mean": point * scale, "lo": lo * scale,
-                     "hi": hi * scale, "n_seeds": len(counts), "n_examples": int(counts.sum()),
+        if cell.duplicated(["seed", "example_id"]).any():
+            raise ValueError(f"cell {dict(zip(by, key))} has several rows per (seed, example); "
+                             "group by every column that tells them apart (e.g. condition).")
+        m, _, _ = contrast_matrix(cell.assign(_cell="cell"), {"cell": 1.0}, metric, key="_cell")
+        est = cell_estimate(m, level=level, scale=scale,
+                            binary=metric in ACCURACY_METRICS)
+        rows.append({**dict(zip(by, key)), "mean": est.mean, "lo": est.ci_low,
+                     "hi": est.ci_high, "n_seeds": est.n_seeds, "n_examples": est.n_examples,
                      "metric": metric})
     return pd.DataFrame(rows)
-
-
-# --- paired differences ----------------------------------------------------------------------
-
-
-def _paired_rows(cell: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
-    """Rows of a and b side by side on (seed, example_id); an error for unpaired rows."""
-    wide = cell[cell.condition.isin([a, b])].pivot_table(
-        index=["seed", "example_id"], columns="condition", values=metric, aggfunc="first")
-    for c in (a, b):
-        if c not in wide.columns:
-            raise ValueError(f"the rows lack condition {c!r}.")
-    unpaired = int(wide[[a, b]].isna().any(axis=1).sum())
-    if unpaired:
-        raise ValueError(f"{unpaired} (seed, example) rows have only one of {a!r} and {b!r}; a "
-                         "paired comparison needs both for every row.")
-    return wide.reset_index()
-
-
-def _dz(d: np.ndarray) -> float:
-    sd = d.std(ddof=1) if len(d) > 1 else np.nan
-    return float(d.mean() / sd) if sd and np.isfinite(sd) and sd > 0 else np.nan
 
 
 @_quiet
@@ -359,52 +325,34 @@ def paired_differences(
     pairs: Sequence[tuple[str, str, str]] | Sequence[tuple[str, str]] = TABLE15_PAIRS,
     *,
     metric: str = "correct",
-    n_boot: int = 2000,
     level: float = 0.95,
-    seed: int = 0,
 ) -> pd.DataFrame:
-    """Paired differences ``a − b`` between conditions, per (model, task).
+    """Paired differences ``a − b`` between conditions, per (model, task), on the crossed
+    design.
 
     Args:
         pairs: ``(label, a, b)`` or ``(a, b)`` (label ``"a − b"``).
         metric: A 0/1 accuracy column (percent points) or any numeric column.
 
     Returns:
-        One row per (model, task, pair): ``diff`` (mean over seeds of the per-seed mean
-        difference), ``lo``/``hi`` (hierarchical bootstrap, both conditions resampled on the
-        same seeds and examples), ``t_seeds, p_seeds, dz_seeds`` (over the per-seed means),
-        ``t_examples, p_examples, dz_examples`` (over every (seed, example) row, treated as
-        independent), ``p_wilcoxon`` (signed-rank test over the rows: for skewed metrics such
-        as the margin; NaN when every difference is 0), ``n_seeds``, ``n_examples``.
+        One row per (model, task, pair): ``diff`` (the mean difference), ``lo``/``hi`` and ``p``
+        (crossed seeds x examples, Satterthwaite t), ``df``, ``t_seeds, p_seeds, seeds_note``
+        (the seed-level paired t-test, n/a with its reason under 3 seeds or zero variance),
+        ``n_seeds``, ``n_examples`` (distinct examples), ``method``.
     """
     _check_columns(df, metric)
-    scale = _scale(metric)
     norm = [(p[0], p[1], p[2]) if len(p) == 3 else (f"{p[0]} − {p[1]}", p[0], p[1])
             for p in pairs]
     rows = []
     for (model, task), cell in df.groupby(["model", "task"], sort=False):
         for label, a, b in norm:
-            wide = _paired_rows(cell, a, b, metric)
-            d = (wide[a] - wide[b]).astype(float)
-            m, counts = _matrix(d, wide["seed"])
-            seed_d = m.sum(-1) / counts
-            reps = _hier_boot(m, counts, n_boot, _cell_rng(seed, (model, task, a, b)))
-            lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
-            dv = d.to_numpy()
-            with np.errstate(all="ignore"):
-                ts = sps.ttest_1samp(seed_d, 0.0) if len(seed_d) > 1 else None
-                te = sps.ttest_1samp(dv, 0.0) if len(dv) > 1 else None
-                pw = float(sps.wilcoxon(dv).pvalue) if np.any(dv != 0) else np.nan
+            est, st = contrast_effect(cell, pair_weights(a, b), metric, level=level)
             rows.append({
                 "model": model, "task": task, "comparison": label, "condition_a": a,
-                "condition_b": b, "metric": metric, "diff": float(seed_d.mean()) * scale,
-                "lo": lo * scale, "hi": hi * scale,
-                "t_seeds": float(ts.statistic) if ts else np.nan,
-                "p_seeds": float(ts.pvalue) if ts else np.nan, "dz_seeds": _dz(seed_d),
-                "t_examples": float(te.statistic) if te else np.nan,
-                "p_examples": float(te.pvalue) if te else np.nan, "dz_examples": _dz(dv),
-                "p_wilcoxon": pw,
-                "n_seeds": len(counts), "n_examples": len(dv),
+                "condition_b": b, "metric": metric, "diff": est.mean, "lo": est.ci_low,
+                "hi": est.ci_high, "p": est.p, "df": est.df, "t_seeds": st.t,
+                "p_seeds": st.p, "seeds_note": st.note, "n_seeds": est.n_seeds,
+                "n_examples": est.n_examples, "method": est.method,
             })
     return pd.DataFrame(rows)
 
@@ -414,19 +362,20 @@ def paired_differences(
 
 def table15_layout(tests: pd.DataFrame, paper_model: str | None = "Llama-7B",
                    alpha: float = 0.05) -> pd.DataFrame:
-    """Our Table 15 p-values beside the paper's, one row per (model, task, comparison).
+    """Our Table 15 tests beside the paper's p-values, one row per (model, task, comparison).
 
     Args:
         tests: From :func:`pairwise_ttests` (Table 15's pairs).
         paper_model: The paper's model to put beside ours (``None``: every paper model, one row
             each).
-        alpha: Significance level of the ``agree`` column.
+        alpha: Significance level of the ``significant`` and ``agree`` columns.
 
     Returns:
-        Columns ``model, task, comparison, p`` (ours; ``p_holm`` too when present),
-        ``paper_model, paper_p, paper_significant, significant, agree`` (both significant or
-        both not; missing where either p-value is), in the paper's row order. Tasks the paper
-        does not have get no paper values.
+        Our columns (``diff_crossed, lo, hi, p_crossed``: the design-fitting test; ``p,
+        p_holm, p_welch, note``: the paper's seed-level tests), ``paper_model, paper_p,
+        paper_significant``, ``significant`` (ours, on ``p_crossed``) and ``agree`` (both
+        significant or both not; missing where either p is), in the paper's row order. Tasks
+        the paper does not have get no paper values.
     """
     from ..reference import paper_values
 
@@ -434,12 +383,13 @@ def table15_layout(tests: pd.DataFrame, paper_model: str | None = "Llama-7B",
     paper = paper.rename(columns={"model": "paper_model", "value": "paper_p"})
     paper["paper_significant"] = ~paper["not_significant"].astype(bool)
     keep = [c for c in ("model", "task", "comparison", "condition_a", "condition_b", "n_seeds",
-                        "diff", "p", "p_holm") if c in tests.columns]
+                        "diff", "diff_crossed", "lo", "hi", "p_crossed", "p", "p_holm",
+                        "p_welch", "note") if c in tests.columns]
     out = tests[keep].merge(
         paper[["paper_model", "comparison", "task", "paper_p", "paper_significant"]],
         on=["comparison", "task"], how="left")
-    key = "p_holm" if "p_holm" in out.columns else "p"
-    out["significant"] = out[key] < alpha
+    key = "p_crossed" if "p_crossed" in out.columns else "p"
+    out["significant"] = (out[key] < alpha).where(out[key].notna())
     known = out["paper_p"].notna() & out[key].notna()
     agree = pd.array([pd.NA] * len(out), dtype="boolean")
     agree[known.to_numpy()] = (out["significant"] == out["paper_significant"])[known].to_numpy(
@@ -447,34 +397,41 @@ def table15_layout(tests: pd.DataFrame, paper_model: str | None = "Llama-7B",
     out["agree"] = agree
     order = {c[0]: i for i, c in enumerate(TABLE15_PAIRS)}
     out["_o"] = out["comparison"].map(lambda c: order.get(c, len(order)))
-    return (out.sort_values(["model", "_o"], kind="stable").drop(columns="_o")
+    tasks = {t: i for i, t in enumerate(dict.fromkeys(out["task"]))}
+    out["_t"] = out["task"].map(tasks)
+    return (out.sort_values(["model", "_t", "_o"], kind="stable").drop(columns=["_o", "_t"])
             .reset_index(drop=True))
 
 
-def _fmt_p(p: float) -> str:
-    if p != p:  # NaN
+def fmt_p(p: Any) -> str:
+    """A p-value for a table: 3 significant digits, ``<0.0001`` below that, ``n/a`` if
+    missing."""
+    if p is None or not isinstance(p, (int, float, np.floating)) or not math.isfinite(p):
         return "n/a"
-    s = f"{p:.7f}"
-    return f"**{s}** (n.s.)" if p >= 0.05 else s
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def format_table15(layout: pd.DataFrame) -> str:
-    """Markdown like paper Table 15: rows = comparisons, columns = tasks, cells ``ours / paper``
-    (bold n.s. = p ≥ 0.05, as in the paper)."""
-    key = "p_holm" if "p_holm" in layout.columns else "p"
-    tasks = list(dict.fromkeys(layout["task"]))
-    lines = ["| Model | Comparison | " + " | ".join(f"{t} (ours / paper)" for t in tasks) + " |",
-             "|---|---|" + "---|" * len(tasks)]
-    for (model, comp), g in layout.groupby(["model", "comparison"], sort=False):
-        cells = []
-        for t in tasks:
-            r = g[g.task == t]
-            if r.empty:
-                cells.append("")
-                continue
-            r = r.iloc[0]
-            paper = r.get("paper_p")
-            cells.append(f"{_fmt_p(r[key])} / "
-                         f"{_fmt_p(paper) if paper == paper and paper is not None else '—'}")
-        lines.append(f"| {model} | {comp} | " + " | ".join(cells) + " |")
+    """Markdown of :func:`table15_layout`: one row per (task, comparison) with the crossed
+    effect and p (the test that fits the design), the paper's seed-level paired t-test with its
+    Holm correction over the six comparisons, Welch's test, and the paper's p; n/a tests say
+    why below the table."""
+    lines = ["| task | comparison | effect a − b, points [95% CI] | p (crossed) | p (seed t) | "
+             "p (seed t, Holm) | p (Welch) | p (paper) |", "|---|---|---|---|---|---|---|---|"]
+    notes: dict[str, None] = {}
+    for _, r in layout.iterrows():
+        eff = r.get("diff_crossed", r.get("diff"))
+        lo, hi = r.get("lo", np.nan), r.get("hi", np.nan)
+        ci = f"{eff:+.1f} [{lo:+.1f}, {hi:+.1f}]" if math.isfinite(lo) else f"{eff:+.1f}"
+        seed_p = fmt_p(r.get("p"))
+        note = r.get("note") or ""
+        if note:
+            notes[note] = None
+            seed_p = f"n/a ({list(notes).index(note) + 1})"
+        paper = r.get("paper_p")
+        lines.append(f"| {r['task']} | {r['comparison']} | {ci} | {fmt_p(r.get('p_crossed'))} | "
+                     f"{seed_p} | {fmt_p(r.get('p_holm'))} | {fmt_p(r.get('p_welch'))} | "
+                     f"{fmt_p(paper) if paper == paper and paper is not None else '—'} |")
+    for i, n in enumerate(notes, 1):
+        lines.append(f"\n({i}) {n}")
     return "\n".join(lines)

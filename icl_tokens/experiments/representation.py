@@ -17,7 +17,13 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from ..ablation.conditions import PAPER_ORDER, ZERO_SHOT, knockout_for, parse_conditions
+from ..ablation.conditions import (
+    PAPER_ORDER,
+    ZERO_SHOT,
+    knockout_for,
+    parse_conditions,
+    resolve_condition,
+)
 from ..ablation.hooks import MODES
 from ..ablation.knockout import Knockout, check_index_list
 from ..categorize import categorize
@@ -26,16 +32,35 @@ from ..episodes import Episode
 from ..prompts import build_prompt
 from ..prompts.variants import ORIGINAL, VariantTemplates, parse_template_spec, variant_templates
 from ..tasks import Example, TaskSpec, load_task
+from .claims import Claim, Pattern
 from .config import RunConfig
 from .runner import RunContext, run_experiment
 
-__all__ = ["AblationConfig", "run_ablation", "representation_items", "prompt_item"]
+__all__ = ["AblationConfig", "run_ablation", "representation_items", "prompt_item", "PATTERNS"]
+
+_R = "representation"
+#: Paper-spec §8 targets 1-2 (Tables 2 and 3), decided by :mod:`icl_tokens.analysis.verdicts`.
+#: "About 2 points" is an equivalence claim with a 2.5-point margin.
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern("1", "+TEMP > +STOP > +CONT", (2,), (
+        Claim.between((_R, "+template"), (_R, "+stopword"), "positive"),
+        Claim.between((_R, "+stopword"), (_R, "+content"), "positive"))),
+    Pattern("2a", "−TEMP is the largest drop", (3,), (
+        Claim.between((_R, "icl-template"), (_R, "icl-content"), "negative"),
+        Claim.between((_R, "icl-template"), (_R, "icl-stopword"), "negative"))),
+    Pattern("2b", "−CONT and −STOP within about 2 points of Standard ICL", (3,), (
+        Claim.between((_R, "icl-content"), (_R, "icl"), "equivalent", 2.5),
+        Claim.between((_R, "icl-stopword"), (_R, "icl"), "equivalent", 2.5))),
+)
+
 
 @dataclass
 class AblationConfig(RunConfig):
     """Arguments of a representation-level ablation run (everything that defines its rows)."""
 
     conditions: tuple[str, ...] = tuple(PAPER_ORDER)
+    #: Also hide BOS in the masked conditions (paper Appendix B: its NLTK runs accidentally hid
+    #: ``</s>``; Standard ICL and zero-shot mask nothing, so they stay as in Tables 2/3).
     hide_bos: bool = False
     query_scope: str = "test"
     layers: tuple[int, ...] | None = None
@@ -68,6 +93,8 @@ class AblationConfig(RunConfig):
     def identity(self) -> dict[str, Any]:
         """:meth:`RunConfig.identity`, plus the hash of the variant's templates (if any)."""
         d = super().identity()
+        if self.hide_bos:  # BOS is hidden in the masked conditions only (not Standard ICL)
+            d["hide_bos_scope"] = "masked"
         if self.template != ORIGINAL:
             d["template_sha256"] = self.variant().sha256()
         return d
@@ -77,9 +104,12 @@ class AblationConfig(RunConfig):
         return variant_templates(load_task(self.task), self.template)
 
     def knockout(self, condition: str) -> Knockout:
-        """The knockout of one masked condition under this config's options."""
-        return knockout_for(condition, hide_bos=self.hide_bos, query_scope=self.query_scope,
-                            layers=self.layers, heads=self.heads, mode=self.mode)
+        """The knockout of one masked condition under this config's options (``hide_bos``
+        touches masked conditions only: Standard ICL keeps BOS visible)."""
+        masked = resolve_condition(condition) != "icl"
+        return knockout_for(condition, hide_bos=self.hide_bos and masked,
+                            query_scope=self.query_scope, layers=self.layers, heads=self.heads,
+                            mode=self.mode)
 
     def check_model(self, model: Any) -> None:
         """Layers and heads in range for ``model`` (checked before any output exists)."""

@@ -33,12 +33,13 @@ from ..ablation.knockout import Block, Knockout
 from ..ablation.selection import Sel
 from ..engine.items import Item
 from ..episodes import Episode
+from .claims import Claim, Pattern
 from .config import RunConfig
 from .representation import representation_items
 from .runner import RunContext, run_experiment
 
 __all__ = ["PartsConfig", "PART_CONDITIONS", "PAPER_CELLS", "part_knockout",
-           "run_template_parts"]
+           "run_template_parts", "PATTERNS"]
 
 _PARTS = {"temp": Sel.category("template") & Sel.part("demo"),
           "t_out": Sel.category("template") & Sel.role("demo_*.t_out.*"),
@@ -59,6 +60,16 @@ PAPER_CELLS: dict[str, tuple[int, str, str]] = {
     for name, (part, colon, label) in PART_CONDITIONS.items()
 }
 
+
+_P = "parts"
+#: Paper-spec §8 target 5 (Table 5: label words visible), decided by
+#: :mod:`icl_tokens.analysis.verdicts`.
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern("5a", "hiding ':' lowers TEMP", (5,), (
+        Claim.between((_P, "temp-colon+label"), (_P, "temp+label"), "negative"),)),
+    Pattern("5b", "keeping T_out beats keeping T_in (row −T_in vs −T_out)", (5,), (
+        Claim.between((_P, "t_out+label"), (_P, "t_in+label"), "positive"),)),
+)
 
 def part_knockout(condition: str) -> Knockout:
     """The knockout of one template-part condition: the test example may not see any

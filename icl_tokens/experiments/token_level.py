@@ -25,18 +25,35 @@ from ..engine.items import Item, LabelSet
 from ..episodes import Episode
 from ..prompts.removal import SCOPES, TOKEN_CONDITIONS, TokenRemoval, parse_token_condition
 from ..tasks import TaskSpec
+from .claims import Claim, Pattern
 from .config import RunConfig
 from .representation import prompt_item
 from .runner import RunContext, run_experiment
 
 __all__ = ["TokenAblationConfig", "token_items", "run_token_ablation", "REMOVAL_COLUMNS",
-           "TOKEN_COLUMNS", "TABLE4_ROWS"]
+           "TOKEN_COLUMNS", "TABLE4_ROWS", "PATTERNS"]
 
 REMOVAL_COLUMNS = ("removed_template", "removed_stopword", "removed_content")
 #: The columns a token-level row adds: the removed counts and the scope.
 TOKEN_COLUMNS = REMOVAL_COLUMNS + ("scope",)
 #: Our token-level condition → the row of paper Table 4 (−TEMP is not printed: 0 everywhere).
 TABLE4_ROWS = {"icl": "Standard ICL", "icl-content": "− CONT", "icl-stopword": "− STOP"}
+
+_T, _R = "token", "representation"
+#: Paper-spec §8 targets 3-4 (Table 4, against Table 3), decided by
+#: :mod:`icl_tokens.analysis.verdicts`. Target 3 is a difference of differences on the same seeds
+#: and examples; "about 0 %" is at most 5 points; "brings accuracy back" is within 15 points of
+#: Standard ICL (non-inferiority).
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern("3", "removing CONT tokens costs more than hiding CONT", (4, 3), (
+        Claim(((_T, "icl-content", 1.0), (_T, "icl", -1.0), (_R, "icl-content", -1.0),
+               (_R, "icl", 1.0)), "negative",
+              text="(token −CONT − ICL) − (representation −CONT − ICL)"),)),
+    Pattern("4a", "token-level −TEMP about 0 %", (4,), (
+        Claim.cell((_T, "icl-template"), "at_most", 5.0),)),
+    Pattern("4b", "restoring the last ':' brings accuracy back", (4,), (
+        Claim.between((_T, "icl-template+last"), (_T, "icl"), "at_least", -15.0),)),
+)
 
 
 @dataclass

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from ..ablation.conditions import ZERO_SHOT, knockout_for, parse_conditions
@@ -54,6 +53,7 @@ from ..prompts.variants import (
     variant_templates,
 )
 from ..tasks import load_task
+from .claims import Claim, Pattern
 from .config import RunConfig
 from .representation import prompt_item
 from .runner import RunContext, run_experiment
@@ -61,7 +61,7 @@ from .runner import RunContext, run_experiment
 __all__ = ["Cell", "Setting", "VariantsConfig", "SETTINGS", "TABLES", "COLON_ONLY",
            "VARIANT_COLUMNS", "colon_knockout", "variant_items", "run_variants",
            "setting_accuracy", "variant_table", "per_template_table", "paper_variant_table",
-           "variant_pattern_checks", "format_variant_report"]
+           "variant_pattern_checks", "format_variant_report", "PATTERNS", "setting_rows"]
 
 #: Table 10's "Zero-shot + ':'": only the template colons and the label words visible.
 COLON_ONLY = "+colon"
@@ -93,6 +93,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(10, "Randomfixed", "randomfixed", "icl", True),
     Setting(10, "Zero-shot + TEMP", "randomfixed", "+template", True),
     Setting(10, 'Zero-shot + ":"', "randomfixed", COLON_ONLY, True),
+)
+
+_V = "variants"
+#: Paper-spec §8 targets 6-7 (Tables 8-10), decided by :mod:`icl_tokens.analysis.verdicts`. A
+#: cell is ``"<table>:<setting>"``; its value per (seed, example) is the mean over the
+#: random-string templates run (:func:`setting_rows`).
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern("6a", "Swap below Standard ICL", (8,), (
+        Claim.between((_V, "8:Swap"), (_V, "8:Standard ICL"), "negative"),)),
+    Pattern("6b", "Randomfixed below Standard ICL", (8,), (
+        Claim.between((_V, "8:Randomfixed"), (_V, "8:Standard ICL"), "negative"),)),
+    Pattern("6c", "Randomnonfixed below Randomfixed", (9,), (
+        Claim.between((_V, "9:Randomnonfixed"), (_V, "9:Randomfixed"), "negative"),)),
+    Pattern("7", 'one-shot Randomfixed: Zero-shot + TEMP above Zero-shot + ":"', (10,), (
+        Claim.between((_V, "10:Zero-shot + TEMP"), (_V, '10:Zero-shot + ":"'), "positive"),)),
 )
 
 
@@ -260,6 +275,26 @@ def _parse_rows(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def setting_rows(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
+    """One row per (model, task, seed, example, setting) of every table present: ``condition``
+    is ``"<table>:<setting>"`` and ``metric`` the mean over the setting's templates (a 0/1
+    column becomes a share). The cells of :data:`PATTERNS`."""
+    rows = _parse_rows(df)
+    parts = []
+    for s in SETTINGS:
+        sel = rows[(rows["variant"] == s.variant) & (rows["base_condition"] == s.condition)
+                   & (rows["one_shot"] == s.one_shot)]
+        if sel.empty:
+            continue
+        g = sel.groupby(["model", "task", "seed", "example_id"], sort=False)[metric].mean()
+        part = g.reset_index()
+        part.insert(4, "condition", f"{s.table}:{s.label}")
+        parts.append(part)
+    if not parts:
+        raise ValueError("no rows of Tables 8-10 in these results.")
+    return pd.concat(parts, ignore_index=True)
+
+
 def setting_accuracy(df: pd.DataFrame, table: int, metric: str = "correct") -> pd.DataFrame:
     """Accuracy (%) per (model, task, setting, template number, seed) of one table.
 
@@ -326,7 +361,9 @@ def _avg(means: pd.DataFrame | pd.Series, label: str) -> float:
 
 
 def variant_pattern_checks(tables: dict[int, pd.DataFrame]) -> dict[str, str]:
-    """Paper-spec §8 targets 6 and 7 as 'holds' / 'does not hold' lines.
+    """Paper-spec §8 targets 6 and 7 on point values (e.g. the paper's printed tables, which
+    have no rows to test), from the one declaration of each (:data:`PATTERNS`); our rows get a
+    three-state verdict with an interval: :func:`icl_tokens.analysis.verdicts.verdicts`.
 
     Args:
         tables: Table number → settings × tasks means (ours: the ``mean`` of
@@ -334,28 +371,13 @@ def variant_pattern_checks(tables: dict[int, pd.DataFrame]) -> dict[str, str]:
             compares the averages over the tasks present; a check whose table is absent is left
             out.
     """
-    out: dict[str, str] = {}
+    def mean_of(_: str, cell: str) -> float | None:
+        table, label = cell.split(":", 1)
+        t = tables.get(int(table))
+        return _avg(t, label) if t is not None and label in t.index else None
 
-    def line(key: str, a: float, b: float, what: str) -> None:
-        if np.isnan(a) or np.isnan(b):
-            return
-        out[key] = f"{'holds' if a < b else 'does not hold'} ({what}: {a:.1f} vs {b:.1f})"
-
-    if 8 in tables:
-        t = tables[8]
-        std = _avg(t, "Standard ICL")
-        line("6a. Swap below Standard ICL (Table 8)", _avg(t, "Swap"), std, "Swap vs Standard")
-        line("6b. Randomfixed below Standard ICL (Table 8)", _avg(t, "Randomfixed"), std,
-             "Randomfixed vs Standard")
-    if 9 in tables:
-        t = tables[9]
-        line("6c. Randomnonfixed below Randomfixed (Table 9)", _avg(t, "Randomnonfixed"),
-             _avg(t, "Randomfixed"), "Randomnonfixed vs Randomfixed")
-    if 10 in tables:
-        t = tables[10]
-        line('7. one-shot Randomfixed: Zero-shot + TEMP above Zero-shot + ":" (Table 10)',
-             _avg(t, 'Zero-shot + ":"'), _avg(t, "Zero-shot + TEMP"), '+":" vs +TEMP')
-    return out
+    out = {p.title: p.point_check(mean_of) for p in PATTERNS}
+    return {k: v for k, v in out.items() if v}
 
 
 def _complete(df: pd.DataFrame, table: int) -> bool:
@@ -365,10 +387,6 @@ def _complete(df: pd.DataFrame, table: int) -> bool:
     except ValueError:
         return False
     return have == {s.label for s in SETTINGS if s.table == table}
-
-
-def _means(table: pd.DataFrame) -> pd.DataFrame:
-    return table.pivot(index="condition", columns="task", values="mean")
 
 
 def format_variant_report(df: pd.DataFrame, *, paper_model: str = "Llama-7B",
@@ -381,13 +399,11 @@ def format_variant_report(df: pd.DataFrame, *, paper_model: str = "Llama-7B",
     what = {"correct": "acc_gen", "label_correct": "acc_label"}.get(metric, metric)
     note = df.attrs.get("data")
     lines: list[str] = []
-    ours: dict[int, pd.DataFrame] = {}
     paper: dict[int, pd.DataFrame] = {}
     for table in TABLES:
         if not _complete(df, table):
             continue
         t = variant_table(df, table, metric)
-        ours[table] = _means(t)
         tasks = [x for x in dict.fromkeys(t["task"]) if x in PAPER_TASK_ORDER]
         paper[table] = paper_variant_table(table, paper_model, tasks or None)
         order = [s.label for s in SETTINGS if s.table == table]
@@ -399,8 +415,13 @@ def format_variant_report(df: pd.DataFrame, *, paper_model: str = "Llama-7B",
         if per_template:
             lines += [f"Table {table}, each template ({what}, %, mean over seeds):",
                       per_template_table(df, table, metric).round(1).to_string(), ""]
-    lines.append(f"pattern checks (paper-spec §8), ours ({what}), averaged over the tasks run:")
-    lines += [f"  {k}: {v}" for k, v in variant_pattern_checks(ours).items()]
-    lines.append(f"the same checks on the paper's {paper_model} (same tasks):")
+    from ..analysis.verdicts import pattern_summary, verdicts
+
+    lines.append(f"paper-spec §8 verdicts, ours ({what}, averaged over the tasks run; effect and "
+                 "95% interval on the crossed seeds x examples design):")
+    ours_v = pattern_summary(verdicts({"variants": df}, PATTERNS, metric=metric))
+    lines += [f"  {r['name']}: {r['verdict']} ({r['evidence']})" for _, r in ours_v.iterrows()]
+    lines.append(f"the same patterns on the paper's {paper_model} (same tasks; printed means, "
+                 "no rows to test):")
     lines += [f"  {k}: {v}" for k, v in variant_pattern_checks(paper).items()]
     return "\n".join(lines)
