@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from icl_tokens.analysis.report import load_results, paper_tables, pattern_lines
+from icl_tokens.analysis.findings import folder_verdicts
+from icl_tokens.analysis.report import load_results, paper_tables
 from icl_tokens.cli import main
 from icl_tokens.experiments.reproduce import (
     TABLES,
@@ -87,7 +88,15 @@ def test_every_table_and_condition_present(folder):
     assert prov["budget"]["seeds"] == [0, 1] and "sst2" in prov["data"]
     assert all(len(v) == 64 for v in prov["data"]["sst2"]["files"].values())  # sha256
     assert str(out) not in json.dumps(prov)
-    assert any("holds" in line for line in pattern_lines(res))
+    v = folder_verdicts(res)
+    assert set(v["verdict"]) <= {"consistent", "inconsistent", "inconclusive"}
+    assert {"1", "2a", "2b"} <= set(v["pattern"])
+    patterns = pd.read_csv(out / "patterns.csv")
+    assert {"model", "pattern", "metric", "effect", "ci_low", "ci_high", "verdict"} <= set(
+        patterns.columns)
+    t15 = pd.read_csv(out / "table15.csv")
+    assert {"p_crossed", "p", "p_holm", "p_welch", "paper_p", "note"} <= set(t15.columns)
+    assert "Does the model do in-context learning?" in report
 
 
 def test_numbers_recomputable_from_tidy_rows(folder):
@@ -132,27 +141,30 @@ def test_cli_reproduce_and_report(tiny_dir, data_dir, tmp_path, capsys):
 
 def test_results_doc_puts_every_pattern_verdict_in_its_model_column(folder, tmp_path):
     """Each §8 pattern is one row: its name (pattern 7's holds ': ') in the first column and
-    the verdict, not a piece of the name, in the model's column; a folder without
+    a three-state verdict with its intervals in each (model, metric) column; a folder without
     ``timing.json`` says its wall time was not recorded instead of printing 'nan'."""
     import shutil
 
-    from icl_tokens.analysis.report import results_doc
+    from icl_tokens.analysis.results_page import results_doc
 
     out = folder[0]
-    lines = pattern_lines(load_results(out))
-    assert any(ln.startswith("7.") for ln in lines)
+    v = folder_verdicts(load_results(out))
+    names = list(dict.fromkeys(v["name"]))
+    assert any(n.startswith("7.") for n in names)
     copy = tmp_path / "no-timing"
     shutil.copytree(out, copy)
     (copy / "timing.json").unlink()
     doc = results_doc([out, copy], command="report (test)")
     head = doc.split("Why a pattern may not reproduce", 1)[0]
+    header = next(r for r in head.splitlines() if r.startswith("| pattern"))
+    n_cols = len(header.strip("|").split(" | "))
     rows = [r for r in head.splitlines() if r.startswith("| ") and r[2].isdigit()]
-    assert len(rows) == len(lines)
-    for row, line in zip(rows, lines):
+    assert [r.strip("|").split(" | ")[0].strip() for r in rows] == names
+    for row in rows:
         cells = [c.strip() for c in row.strip("|").split(" | ")]
-        assert len(cells) == 3, row
-        assert line == f"{cells[0]}: {cells[1]}" and cells[1] == cells[2]
-        assert cells[1].startswith(("holds (", "does not hold ("))
+        assert len(cells) == n_cols, row
+        assert all(c.startswith(("**consistent**", "**inconsistent**", "**inconclusive**"))
+                   or c == "not run" for c in cells[1:])
     walls = [ln for ln in doc.splitlines() if ln.startswith("Wall time")]
     assert "1 invocation " not in walls[0] and "invocations" in walls[0]  # the fixture resumed it
     assert walls[1].startswith("Wall time: not recorded") and "nan min" not in doc

@@ -1,20 +1,20 @@
-"""Tables, pattern checks and reports from a ``reproduce`` results folder — no model needed.
+"""Tables, verdicts and reports from a ``reproduce`` results folder — no model needed.
 
     res = load_results("results/reproduce-gemma-3-270m-smoke")
     tables = paper_tables(res)              # {2: PaperTable, 3: ..., 15: ...}
     print(tables[2].markdown())
-    print("\\n".join(pattern_lines(res)))
-    write_report("results/reproduce-gemma-3-270m-smoke")   # tables/*.md, report.md/.html
+    write_report("results/reproduce-gemma-3-270m-smoke")
+    # tables/*.md, report.md/.html, patterns.csv, table15.csv
 
-Every number is recomputed from ``tidy/<experiment>.csv`` (the rows), so a reader can check any
-cell by hand; the paper's numbers come from ``data/reference``.
+Every number is recomputed from ``tidy/<experiment>.csv`` (or ``.csv.gz``; the rows), so a
+reader can check any cell by hand; the paper's numbers come from ``data/reference``. What the
+rows conclude (ICL per task, three-state verdicts, tests) comes from
+:mod:`~icl_tokens.analysis.findings`.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["Results", "PaperTable", "load_results", "paper_tables", "pattern_lines",
-           "render_markdown", "write_report", "markdown_table", "results_doc", "METRICS"]
+__all__ = ["Results", "PaperTable", "load_results", "paper_tables", "render_markdown",
+           "write_report", "markdown_table", "METRICS"]
 
 #: Metrics a table is shown in: column → label.
 METRICS = {"correct": "acc_gen", "label_correct": "acc_label",
@@ -37,8 +37,8 @@ _TITLES = {
     8: "Table 8: lexical meaning (no masking)",
     9: "Table 9: repetition (no masking)",
     10: "Table 10: structural cues (one-shot Randomfixed)",
-    14: "Table 14: representation level, NLTK stopwords, BOS hidden (Appendix B)",
-    15: "Table 15: pairwise t-tests over seeds (p-values)",
+    14: "Table 14: representation level, NLTK stopwords (Appendix B)",
+    15: "Table 15: pairwise comparisons (crossed estimate and the paper's t-tests over seeds)",
 }
 
 
@@ -62,8 +62,10 @@ class Results:
         b = self.provenance["budget"]
         srcs = sorted({d["source"] for d in self.provenance["data"].values()})
         ex = "test example" if b["n_test"] == 1 else "test examples"
-        return (f"model {self.model}; budget {b['name']} (seeds {b['seeds']}, {b['n_test']} "
-                f"{ex} per seed, k = {b['k']}); data source {', '.join(srcs)}")
+        from .findings import display_model
+
+        return (f"model {display_model(self)}; budget {b['name']} (seeds {b['seeds']}, "
+                f"{b['n_test']} {ex} per seed, k = {b['k']}); data source {', '.join(srcs)}")
 
 
 @dataclass
@@ -81,7 +83,7 @@ class PaperTable:
     ci: pd.DataFrame | None = None       # acc_gen intervals: task, condition, lo, hi
 
     def ci_markdown(self) -> str:
-        """95% hierarchical bootstrap intervals of acc_gen (seeds, then examples)."""
+        """95% intervals of acc_gen on the crossed seeds x examples design."""
         if self.ci is None:
             return ""
         ci = self.ci.set_index(["condition", "task"])
@@ -100,7 +102,7 @@ class PaperTable:
 
     def markdown(self, metric: str = "correct", paper: bool = True) -> str:
         if self.text is not None:
-            return f"```\n{self.text}\n```"
+            return self.text
         long = self.ours[metric].set_index(["condition", "task"])
         header = ["setting"]
         for t in self.tasks:
@@ -115,7 +117,7 @@ class PaperTable:
             for t in self.tasks:
                 if (key, t) in long.index:
                     r = long.loc[(key, t)]
-                    cells.append(_fmt(r["mean"], r["std"], metric))
+                    cells.append(_fmt(r["mean"], r["std"], metric, int(r["n_seeds"])))
                 else:
                     cells.append("")
                 if paper and self.paper is not None:
@@ -135,9 +137,10 @@ def _num(v: Any, metric: str = "correct") -> str:
     return f"{float(v):.2f}" if metric == "margin" else f"{float(v):.1f}"
 
 
-def _fmt(mean: float, std: float, metric: str) -> str:
+def _fmt(mean: float, std: float, metric: str, n_seeds: int = 2) -> str:
+    """``mean ± std`` over seeds; one seed has no spread to show."""
     d = 2 if metric == "margin" else 1
-    return f"{mean:.{d}f} ± {std:.{d}f}"
+    return f"{mean:.{d}f}" if n_seeds < 2 else f"{mean:.{d}f} ± {std:.{d}f}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -156,15 +159,22 @@ def load_results(folder: str | Path) -> Results:
     if not prov_path.is_file():
         raise FileNotFoundError(f"{folder} is not a results folder (no provenance.json); make "
                                 "one with `python -m icl_tokens reproduce`.")
-    prov = json.loads(prov_path.read_text(encoding="utf-8"))
+    from ..results.tidy import read_tidy
+
+    try:
+        prov = json.loads(prov_path.read_text(encoding="utf-8"))
+        experiments = list(prov["experiments"])
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{prov_path}: not a valid provenance file ({e}); rerun the reproduce "
+                         "command that made the folder.") from None
     tidy = {}
-    for exp in prov["experiments"]:
+    for exp in experiments:
         p = folder / "tidy" / f"{exp}.csv"
+        if not p.is_file() and p.with_suffix(".csv.gz").is_file():
+            p = p.with_suffix(".csv.gz")
         if not p.is_file():
             raise FileNotFoundError(f"{p} is missing; rerun the reproduce command (it resumes).")
-        tidy[exp] = pd.read_csv(p, dtype={"example_id": str, "gold": str, "prediction": str,
-                                          "label_prediction": str, "continuation": str},
-                                keep_default_na=False)
+        tidy[exp] = read_tidy(p)
     return Results(folder, prov, tidy)
 
 
@@ -196,14 +206,26 @@ def _rep_table(n: int, df: pd.DataFrame, res: Results, conds: Sequence[str]) -> 
         paper = paper_condition_table(res.paper_model)
     sub = df[df.condition.isin(conds)]
     ours = {m: _long(sub, m) for m in _metrics(sub)}
-    return PaperTable(n, _TITLES[n], [(c, CONDITION_LABELS.get(c, c)) for c in conds], tasks,
+    title = _TITLES[n] + (f", {_bos_scope(res)}" if n == 14 else "")
+    return PaperTable(n, title, [(c, CONDITION_LABELS.get(c, c)) for c in conds], tasks,
                       ours, paper.reindex(columns=tasks), ci=_ci(sub))
 
 
-def _ci(sub: pd.DataFrame) -> pd.DataFrame:
-    from .stats import bootstrap_ci
+def _bos_scope(res: Results) -> str:
+    """What Table 14's BOS setting did for this model."""
+    bos = res.provenance.get("model_info", {}).get("prepends_bos")
+    if bos is False:
+        return ("the model has no BOS, so hiding it changes nothing: Zero-shot, Standard ICL "
+                "and +TEMP equal Tables 2/3 by construction")
+    if bos is None:
+        return "BOS hidden in the masked conditions (whether the model has BOS is not recorded)"
+    return "BOS hidden in the masked conditions (the paper's accident); Standard ICL unmasked"
 
-    return bootstrap_ci(sub, "correct", n_boot=1000, by=("task", "condition"))
+
+def _ci(sub: pd.DataFrame) -> pd.DataFrame:
+    from .stats import cell_intervals
+
+    return cell_intervals(sub, "correct", by=("task", "condition"))
 
 
 def _tasks(df: pd.DataFrame, res: Results) -> list[str]:
@@ -248,9 +270,10 @@ def _variant_table(n: int, df: pd.DataFrame, res: Results) -> PaperTable:
 def paper_tables(res: Results) -> dict[int, PaperTable]:
     """Every table the folder has data for, in the paper's layout."""
     from ..ablation.conditions import TABLE2_CONDITIONS
-    from ..analysis.stats import format_table15, pairwise_ttests, table15_layout
     from ..experiments.template_parts import PAPER_CELLS
     from ..experiments.token_level import TABLE4_ROWS
+    from .findings import baseline_markdown, table15_frame
+    from .stats import format_table15
 
     out: dict[int, PaperTable] = {}
     tables = res.provenance["tables"]
@@ -263,8 +286,9 @@ def paper_tables(res: Results) -> dict[int, PaperTable]:
         if 3 in tables:
             out[3] = _rep_table(3, rep, res, t3)
         if 15 in tables:
-            tests = pairwise_ttests(rep)
-            text = format_table15(table15_layout(tests, res.paper_model))
+            text = (format_table15(table15_frame(res)) + "\n\n**Baseline tests (paper-spec "
+                    "E3)**: each −X against Standard ICL, each +X against zero-shot.\n\n"
+                    + baseline_markdown(res))
             out[15] = PaperTable(15, _TITLES[15], [], _tasks(rep, res), {}, None, text=text)
     if "nltk" in res.tidy and 14 in tables:
         out[14] = _rep_table(14, res.tidy["nltk"], res, t2 + t3)
@@ -294,65 +318,40 @@ def _avg(t: PaperTable, key: str, metric: str = "correct", paper: bool = False) 
     return float(g.loc[key, "avg"]) if key in g.index else float("nan")
 
 
-def _check(ok: bool | None, text: str) -> str:
-    return f"{'holds' if ok else 'does not hold'} ({text})"
+def render_markdown(res: Results, tables: dict[int, PaperTable] | None = None,
+                    verdict_rows: pd.DataFrame | None = None) -> str:
+    """The whole report as markdown: whether the model does ICL, the verdicts with intervals,
+    every table in every metric, prompts over the sliding window, provenance."""
+    from .findings import (
+        detectable_markdown,
+        display_model,
+        folder_verdicts,
+        icl_table,
+        verdict_markdown,
+        window_markdown,
+    )
 
-
-def pattern_lines(res: Results, tables: dict[int, PaperTable] | None = None,
-                  metric: str = "correct") -> list[str]:
-    """Paper-spec §8 targets 1-7, each 'holds' / 'does not hold' on our rows (averaged over
-    the tasks run), with the numbers behind it."""
     t = tables if tables is not None else paper_tables(res)
-    lines = []
-    if 2 in t:
-        a = {c: _avg(t[2], c, metric) for c in ("+template", "+stopword", "+content")}
-        lines.append("1. +TEMP > +STOP > +CONT (Table 2): " + _check(
-            a["+template"] > a["+stopword"] > a["+content"],
-            f"{a['+template']:.1f} / {a['+stopword']:.1f} / {a['+content']:.1f}"))
-    if 3 in t:
-        d = {c: _avg(t[3], c, metric) - _avg(t[3], "icl", metric)
-             for c in ("icl-content", "icl-stopword", "icl-template")}
-        lines.append("2a. −TEMP is the largest drop (Table 3): " + _check(
-            d["icl-template"] < min(d["icl-content"], d["icl-stopword"]),
-            f"Δ {d['icl-template']:+.1f} vs {d['icl-content']:+.1f} / {d['icl-stopword']:+.1f}"))
-        lines.append("2b. −CONT and −STOP within about 2 points of Standard ICL (Table 3): "
-                     + _check(max(abs(d["icl-content"]), abs(d["icl-stopword"])) <= 2.5,
-                              f"Δ {d['icl-content']:+.1f} / {d['icl-stopword']:+.1f}"))
-    if 4 in t and 3 in t:
-        tok = _avg(t[4], "icl-content", metric) - _avg(t[4], "icl", metric)
-        rep = _avg(t[3], "icl-content", metric) - _avg(t[3], "icl", metric)
-        lines.append("3. removing CONT tokens costs more than hiding CONT (Tables 4 vs 3): "
-                     + _check(tok < rep, f"Δ token {tok:+.1f} vs representation {rep:+.1f}"))
-    if 4 in t:
-        mt, last = _avg(t[4], "icl-template", metric), _avg(t[4], "icl-template+last", metric)
-        icl = _avg(t[4], "icl", metric)
-        lines.append("4a. token-level −TEMP about 0 (Table 4): " + _check(mt <= 5, f"{mt:.1f}"))
-        lines.append("4b. restoring the last ':' brings accuracy back (Table 4): " + _check(
-            last >= icl - 15, f"{last:.1f} vs Standard ICL {icl:.1f}"))
-    if 5 in t:
-        temp, nocolon = _avg(t[5], "temp+label", metric), _avg(t[5], "temp-colon+label", metric)
-        tout, tin = _avg(t[5], "t_out+label", metric), _avg(t[5], "t_in+label", metric)
-        lines.append("5a. hiding ':' lowers TEMP (Table 5): " + _check(
-            nocolon < temp, f"{nocolon:.1f} vs {temp:.1f}"))
-        lines.append("5b. keeping T_out beats keeping T_in (Table 5, row −T_in vs −T_out): "
-                     + _check(tout > tin, f"{tout:.1f} vs {tin:.1f}"))
-    from ..experiments.variants import variant_pattern_checks
-
-    means = {n: t[n].grid(metric).drop(columns="avg") for n in (8, 9, 10) if n in t}
-    lines += [f"{k}: {v}" for k, v in variant_pattern_checks(means).items()]
-    return lines
-
-
-def render_markdown(res: Results, tables: dict[int, PaperTable] | None = None) -> str:
-    """The whole report as markdown: every table in every metric, patterns, provenance."""
-    t = tables if tables is not None else paper_tables(res)
+    v = verdict_rows if verdict_rows is not None else folder_verdicts(res)
     b = res.provenance["budget"]
-    out = [f"# Reproduction: {res.model}, budget {b['name']}", "",
+    out = [f"# Reproduction: {display_model(res)}, budget {b['name']}", "",
            f"Command: `{res.provenance['command']}`", "",
            f"{res.note()}. Paper numbers: {res.paper_model} (arXiv 2401.11323 v2). Cells: mean "
-           "± std over seeds (%; margins in nats).", "",
-           "## Which of the paper's patterns hold (paper-spec §8, acc_gen, task means)", ""]
-    out += [f"- {line}" for line in pattern_lines(res, t)] + [""]
+           "± std over seeds (%; margins in nats). Intervals and tests treat seeds and examples "
+           "as crossed random factors (docs/statistics.md).", "",
+           "## Does the model do in-context learning?", "",
+           "Standard ICL against zero-shot (paired) and against chance, per task. A task where it "
+           "does not is uninformative for knockouts: the verdicts below average only the tasks "
+           "where it does.", "", icl_table(res), "",
+           "## Which of the paper's patterns hold (paper-spec §8)", "",
+           "Each verdict comes from the interval of the paired effect, averaged over the "
+           "informative tasks: **consistent** (the 95% interval lies on the paper's side; "
+           "'about equal' claims: the 90% interval lies within the stated margin, TOST), "
+           "**inconsistent** (it lies on the other side), **inconclusive** (neither).", "",
+           verdict_markdown(v), ""]
+    mde = detectable_markdown(res)
+    if mde:
+        out += [mde, ""]
     for n, tab in t.items():
         out += [f"## {tab.title}", ""]
         if tab.text is not None:
@@ -364,16 +363,17 @@ def render_markdown(res: Results, tables: dict[int, PaperTable] | None = None) -
                                                else ""), "",
                         tab.markdown(m, paper=(m == "correct")), ""]
         if tab.ci is not None:
-            out += ["**95% intervals of acc_gen** (hierarchical bootstrap: seeds, then examples "
-                    "within seed)", "", tab.ci_markdown(), ""]
+            out += ["**95% intervals of acc_gen** (crossed seeds x examples; 0/1 cells: Wilson "
+                    "from the effective sample size)", "", tab.ci_markdown(), ""]
         out += [f"_{x}_" for x in tab.notes] + ([""] if tab.notes else [])
+    out += ["## Prompt length and the sliding window", "", window_markdown(res), ""]
     out += ["## Provenance", "", "```json",
             json.dumps({k: res.provenance[k] for k in ("versions", "model_info", "budget")},
                        indent=2, sort_keys=True), "```", ""]
     return "\n".join(out)
 
 
-def _figures(t: dict[int, PaperTable]) -> list[str]:
+def _figures(t: dict[int, PaperTable], model: str) -> list[str]:
     """One bar chart per table: our task-mean acc_gen beside the paper's (deterministic ids)."""
     import plotly.graph_objects as go
 
@@ -383,7 +383,7 @@ def _figures(t: dict[int, PaperTable]) -> list[str]:
             continue
         labels = [lab for _, lab in tab.rows]
         fig = go.Figure()
-        fig.add_bar(name="ours", x=labels, y=[_avg(tab, k) for k, _ in tab.rows])
+        fig.add_bar(name=model, x=labels, y=[_avg(tab, k) for k, _ in tab.rows])
         if tab.paper is not None:
             fig.add_bar(name="paper", x=labels, y=[_avg(tab, k, paper=True) for k, _ in tab.rows])
         fig.update_layout(title=tab.title, yaxis_title="acc_gen (%), mean over tasks",
@@ -392,51 +392,29 @@ def _figures(t: dict[int, PaperTable]) -> list[str]:
     return divs
 
 
-def _md_to_html(md: str) -> str:
-    """The small markdown subset :func:`render_markdown` writes, as HTML."""
-    out, in_code, table = [], False, []
+def md_to_html(md: str) -> str:
+    """Markdown (CommonMark + tables) as HTML, with markdown-it-py."""
+    from markdown_it import MarkdownIt
 
-    def flush_table() -> None:
-        if not table:
-            return
-        rows = [r.strip().strip("|").split(" | ") for r in table if not r.startswith("|---")]
-        head, body = rows[0], rows[1:]
-        out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head)
-                   + "</tr></thead><tbody>" + "".join(
-                       "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                       for r in body) + "</tbody></table>")
-        table.clear()
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
 
-    for line in md.splitlines():
-        if line.startswith("```"):
-            flush_table()
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            out.append(html.escape(line))
-            continue
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush_table()
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("- "):
-            out.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    flush_table()
-    return "\n".join(out)
+
+def _csv(df: pd.DataFrame, path: Path) -> Path:
+    df.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+    return path
 
 
 def write_report(folder: str | Path) -> dict[str, Path]:
-    """Write ``tables/table<N>.md``, ``report.md`` and a self-contained ``report.html``."""
+    """Write ``tables/table<N>.md``, ``report.md``, a self-contained ``report.html``, and the
+    machine-readable ``patterns.csv`` (model, pattern, metric, effect, ci_low, ci_high, verdict,
+    ...) and ``table15.csv``."""
     from plotly.offline import get_plotlyjs
+
+    from .findings import folder_verdicts, table15_frame
 
     res = load_results(folder)
     t = paper_tables(res)
+    v = folder_verdicts(res)
     folder = Path(folder)
     (folder / "tables").mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -453,73 +431,19 @@ def write_report(folder: str | Path) -> dict[str, Path]:
         p = folder / "tables" / f"table{n}.md"
         p.write_text("\n".join(body), encoding="utf-8")
         paths[f"table{n}"] = p
-    md = render_markdown(res, t)
+    md = render_markdown(res, t, v)
     (folder / "report.md").write_text(md, encoding="utf-8")
+    paths["patterns.csv"] = _csv(v, folder / "patterns.csv")
+    t15 = table15_frame(res)
+    if t15 is not None:
+        paths["table15.csv"] = _csv(t15, folder / "table15.csv")
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>icl_tokens reproduction"
             "</title><style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
             "padding:2px 6px}</style><script type='text/javascript'>" + get_plotlyjs()
-            + "</script></head><body>" + _md_to_html(md) + "<h2>Figures</h2>"
-            + "\n".join(_figures(t)) + "</body></html>\n")
+            + "</script></head><body>" + md_to_html(md) + "<h2>Figures</h2>"
+            + "\n".join(_figures(t, res.model)) + "</body></html>\n")
     (folder / "report.html").write_text(page, encoding="utf-8")
     paths["report.md"] = folder / "report.md"
     paths["report.html"] = folder / "report.html"
     return paths
-
-
-_WHY = (
-    "Why a pattern may not reproduce here: the models are 135M and 270M parameters against the "
-    "paper's 3B-30B (the paper itself finds the effects grow with size, e.g. lexical meaning "
-    "matters little for its 3B model); the weights are 4-bit GGUF quantisations dequantised to "
-    "float32; the data are the CBU files (paper-spec §3; DBPedia is a 64-row pool and a 256-row "
-    "dev subsample), and the prompts, the fixed test subset and the scoring rule follow the "
-    "project's decisions where the paper is silent (paper-spec §10); and the budgets are small, "
-    "so most cells' intervals span tens of points and a 'holds' or 'does not hold' can flip with "
-    "one example. Greedy generation (acc_gen) also penalises a small model that ranks the right "
-    "label first but writes something else: compare acc_label, calibrated accuracy and the "
-    "margin.")
-
-
-def results_doc(folders: Sequence[str | Path], command: str, note: str | None = None) -> str:
-    """``docs/results.md``: which of the paper's patterns hold for each folder's model, why they
-    may not, then each folder's tables, with the command, budget and wall time that produced
-    them (``timing.json``)."""
-    results = [load_results(f) for f in folders]
-    tables = [paper_tables(r) for r in results]
-    parts = ["# Measured results", "",
-             f"Regenerate this page with `{command}` (it reads the folders below; each folder is "
-             "made, and resumed, by the `reproduce` command shown in its section).", ""]
-    if note:
-        parts += [note, ""]
-    parts += ["## Which of the paper's patterns hold (paper-spec §8, acc_gen, task means)", ""]
-    lines = [dict(_split_pattern(ln) for ln in pattern_lines(r, t))
-             for r, t in zip(results, tables)]
-    keys = list(dict.fromkeys(k for ls in lines for k in ls))
-    rows = [[k] + [ls.get(k, "not run") for ls in lines] for k in keys]
-    header = ["pattern"] + [f"{r.model} ({r.provenance['budget']['name']})" for r in results]
-    parts += [markdown_table(header, rows), "", _WHY, ""]
-    for f, res, t in zip(folders, results, tables):
-        body = render_markdown(res, t).split("\n", 1)[1]
-        parts += [f"## {res.model}, budget {res.provenance['budget']['name']}", "",
-                  _wall_line(Path(f) / "timing.json"), body.replace("\n## ", "\n### "), ""]
-    return "\n".join(parts)
-
-
-def _split_pattern(line: str) -> tuple[str, str]:
-    """A :func:`pattern_lines` line → (pattern, verdict); the pattern may itself hold ': '."""
-    m = re.match(r"^(.*?): ((?:holds|does not hold)\b.*)$", line, flags=re.S)
-    if m is None:
-        raise ValueError(f"pattern line without a verdict: {line!r}")
-    return m.group(1), m.group(2)
-
-
-def _wall_line(timing: Path) -> str:
-    """The sentence on the wall time a folder's ``timing.json`` recorded."""
-    if not timing.is_file():
-        return ("Wall time: not recorded (the folder has no `timing.json`; it is written by the "
-                "`reproduce` run on the machine that made the folder and is not committed).")
-    t = json.loads(timing.read_text())
-    n = int(t.get("invocations", 1))
-    return (f"Wall time recorded by the runs that made it: {t['total'] / 60:.0f} min on the "
-            f"machine that made it (the sum over the {n} invocation{'s' * (n != 1)} that made "
-            "and resumed it, from `timing.json`).")

@@ -48,7 +48,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..analysis.report import results_doc, write_report
+    from ..analysis.report import write_report
+    from ..analysis.results_page import results_doc
 
     for f in args.folders:
         write_report(f)

@@ -65,6 +65,15 @@ BUDGETS: dict[str, Budget] = {
     "small": Budget("small", (0, 1), 12, description="2 seeds x 12 test examples, all five "
                     "random-string templates: every table on six tasks took 101 min with "
                     "Gemma-3-270M on one CPU core (Tables 2, 3 and 15 alone 14 min)"),
+    "pilot": Budget("pilot", (0, 1, 2), 40, description="3 seeds x 40 test examples: a pilot "
+                    "whose variance components feed the budget planner (python -m icl_tokens "
+                    "power); Tables 2, 3 and 15 on the six tasks took about 40 min with "
+                    "Gemma-3-270M on this 2-core CPU"),
+    "planned": Budget("planned", tuple(range(10)), 80, description="10 seeds x 80 test examples: "
+                      "what the planner asks, from the pilot, to detect a 5-point paired "
+                      "difference between each Standard ICL − X condition and Standard ICL with "
+                      "80% power on the tasks where Gemma-3-270M does ICL (Table 2's Zero-shot "
+                      "+ X pairs vary far more by seed and need more seeds)"),
     "paper": Budget("paper", tuple(range(15)), 500, description="the paper's protocol: 15 seeds "
                     "x 500 test examples, k = 4"),
 }

@@ -26,6 +26,7 @@ from ..engine.items import Item, LabelSet
 from ..engine.prefix_cache import PrefixCache
 from ..engine.scoring import BatchSize, RowResult, score_items
 from ..episodes import Episode, sample_episode
+from ..models.load import sliding_window
 from ..results import ResultsFile
 from ..tasks import TaskSpec, load_task
 
@@ -73,14 +74,6 @@ def data_note(data: TaskData, model: str | None = None, seeds: Sequence[int] = (
     if n_test:
         parts.append(f"{n_test} examples per seed")
     return "; ".join(parts)
-
-
-def sliding_window(model: Any) -> int | None:
-    """The sliding-window size of a model with local-attention layers (Gemma-3), else None."""
-    config = getattr(getattr(model, "original_model", None), "config", None)
-    window = getattr(config, "sliding_window", None)
-    layer_types = getattr(config, "layer_types", None) or []
-    return int(window) if window and "sliding_attention" in layer_types else None
 
 
 def result_row(cfg: Any, task: TaskSpec, r: RowResult, extra: Sequence[str] = ()

@@ -193,14 +193,34 @@ def model_context_length(bridge_or_config: Any) -> int:
     raise ValueError(f"Cannot find a context length on {type(bridge_or_config).__name__}.")
 
 
+def sliding_window(model: Any) -> int | None:
+    """The sliding-window size of a model with local-attention layers (Gemma-3), else None."""
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None) or []
+    return int(window) if window and "sliding_attention" in layer_types else None
+
+
+def _prepends_bos(bridge: Any) -> bool | None:
+    """Whether the bridge's tokenizer puts BOS before every prompt (None if unknown)."""
+    from .tokenizers import adds_bos
+
+    tok = getattr(bridge, "tokenizer", None)
+    try:
+        return bool(adds_bos(tok)) if tok is not None else None
+    except TypeError:  # a slow tokenizer: no offsets to tell
+        return None
+
+
 def model_info(bridge: TransformerBridge) -> dict[str, Any]:
     """Describe a loaded bridge for result sidecars.
 
     Returns:
         ``name``, ``model_dir``, ``architecture``, ``n_layers``, ``n_heads``, ``n_key_value_heads``,
         ``d_model``, ``d_head``, ``d_vocab``, ``n_ctx``, ``dtype``, ``device``,
-        ``compatibility_mode``, ``icl_tokens_version`` and ``versions`` (python, torch,
-        transformers, tokenizers, transformer-lens, gguf).
+        ``compatibility_mode``, ``sliding_window`` (tokens, for models with local-attention
+        layers, else None), ``prepends_bos``, ``icl_tokens_version`` and ``versions`` (python,
+        torch, transformers, tokenizers, transformer-lens, gguf).
     """
     from .. import __version__
 
@@ -220,6 +240,8 @@ def model_info(bridge: TransformerBridge) -> dict[str, Any]:
         "dtype": str(param.dtype).removeprefix("torch."),
         "device": str(param.device),
         "compatibility_mode": bool(getattr(bridge, "compatibility_mode", False)),
+        "sliding_window": sliding_window(bridge),
+        "prepends_bos": _prepends_bos(bridge),
         "icl_tokens_version": __version__,
         "versions": library_versions(),
     }
