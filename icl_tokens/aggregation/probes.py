@@ -18,13 +18,27 @@ prompt is in its prompt's group, and prompts that share any input text (a demons
 the test text, which repeats across seeds) are one group, so no prompt and no demonstration text
 is in both the training and the test side of any fold.
 
-**Probe** (:func:`fit_probe`): ``StandardScaler`` + L2 logistic regression (scikit-learn),
+**Probe** (:func:`fit_probe`): ``StandardScaler`` + L2 logistic regression (scikit-learn's
+``LogisticRegression`` model, solved for many label vectors at once by :func:`_fit_predict_many`),
 ``C`` chosen by an inner group k-fold on the training side only; accuracy on the held-out folds.
-Each cell also reports the majority baseline (the training side's most frequent label) and a
-control task (Hewitt & Liang 2019; :func:`control_labels`): the labels reassigned at random per
-input text, keeping the label distribution; ``selectivity = accuracy - control``. With text-
-disjoint folds a control label cannot be memorised, so ``control`` stays near the baseline
-unless something leaks.
+Each cell also reports the majority baseline (the training side's most frequent label).
+
+**Permutation null** (:func:`permute_groups`, :func:`null_pvalues`): the labels are shuffled
+across prompt groups (a group's points take over the labels of another group of the same size,
+so labels that go together in a prompt stay together) and the whole probe is refitted -- the
+same folds, standardisation and inner choice of ``C`` as the real fit -- ``permutations`` times
+(the same shuffles for every layer). Per cell: the null's mean and 95th percentile, the
+empirical p-value ``(1 + #null >= observed) / (1 + n_perm)``, and a p-value corrected for
+picking the best layer (the max-statistic: each shuffle's best null accuracy over the layers of
+the same position and knockout; ``(1 + #max_null >= observed) / (1 + n_perm)``).
+
+**Control task** (Hewitt & Liang 2019; :func:`control_labels`): the labels reassigned at random
+per input text. It can only be learnt for texts seen in training, and the group folds never put
+one text on both sides, so with :func:`prompt_groups` folds the control cannot be learnt and
+``accuracy - control`` would just be accuracy minus chance. ``control`` and ``selectivity``
+are therefore computed only when some held-out point's text also occurs on its fold's training
+side (``control_seen > 0``); otherwise they are NaN and ``control_note`` says why. Whether the
+probe beats chance is the permutation null's question.
 
     df = run_probes(model, tok, task, data, seeds=(0, 1), n_test=50)          # no knockout
     df_agg = run_probes(model, tok, task, data, seeds=(0, 1), n_test=50,
@@ -33,7 +47,6 @@ unless something leaks.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -51,17 +64,25 @@ from ..episodes import Episode, eval_subset
 from ..prompts import build_prompt
 from ..tasks import Example, TaskSpec
 
-__all__ = ["ProbePosition", "PROBE_POSITIONS", "DEFAULT_CS", "PROBE_COLUMNS", "ProbeData",
-           "ProbeFit", "fit_probes", "fit_probe", "probe_episodes", "probe_items",
-           "prompt_groups", "group_folds", "control_labels", "collect_probe_data", "probe_table",
-           "run_probes", "model_answers"]
+__all__ = ["ProbePosition", "PROBE_POSITIONS", "DEFAULT_CS", "DEFAULT_PERMUTATIONS",
+           "PROBE_COLUMNS", "UNLEARNABLE", "ProbeData", "ProbeFit", "fit_probes", "fit_probe",
+           "probe_episodes", "probe_items", "prompt_groups", "group_folds", "control_labels",
+           "control_seen", "permute_groups", "permuted_labels", "null_pvalues",
+           "collect_probe_data", "probe_table", "run_probes", "model_answers"]
 
 #: Regularisation strengths the inner cross-validation chooses from.
 DEFAULT_CS: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
-#: Columns of :func:`probe_table` / :func:`run_probes` (a stable contract).
+#: Label shuffles of the permutation null by default (p-values no smaller than 1/21).
+DEFAULT_PERMUTATIONS: int = 20
+#: ``control_note`` of a cell whose control task cannot be learnt.
+UNLEARNABLE = "unlearnable: folds share no text"
+#: Columns of :func:`probe_table` / :func:`run_probes` (a stable contract; new columns are
+#: appended). ``control`` and ``selectivity`` are NaN unless ``control_seen > 0``; the null
+#: columns are NaN when ``permutations`` is 0.
 PROBE_COLUMNS: tuple[str, ...] = (
     "seed", "position", "layer", "knockout", "target", "accuracy", "majority", "control",
-    "selectivity", "n", "n_groups", "n_classes", "C_median", "folds")
+    "selectivity", "n", "n_groups", "n_classes", "C_median", "folds", "control_seen",
+    "control_note", "permutations", "null_mean", "null_q95", "p_perm", "max_null_q95", "p_max")
 
 
 @dataclass(frozen=True)
@@ -228,6 +249,82 @@ def control_labels(texts: Sequence[str], y: Int[np.ndarray, "n"], seed: int = 0
     return np.array([lookup[t] for t in texts], dtype=y.dtype)
 
 
+def control_seen(texts: Sequence[str], splits: Sequence[tuple[np.ndarray, np.ndarray]]
+                 ) -> float:
+    """Share of held-out points whose text (the control task's key) also occurs on the
+    training side of their fold: the only points on which a per-text control can be learnt.
+
+    It is 0 for :func:`prompt_groups` folds (a text never lies on both sides).
+    """
+    keys = np.array(list(texts), dtype=object)
+    seen = sum(int(np.isin(keys[te], keys[tr]).sum()) for tr, te in splits)
+    held = sum(len(te) for _, te in splits)
+    return seen / held if held else 0.0
+
+
+def permute_groups(y: Int[np.ndarray, "n"], groups: Int[np.ndarray, "n"],
+                   rng: np.random.Generator) -> Int[np.ndarray, "n"]:
+    """One shuffle of the labels across groups, keeping each group's labels together.
+
+    Groups with the same number of points are permuted among themselves: every point of group
+    ``g`` takes the label of the matching point (same rank within its group) of one source
+    group ``pi(g)``. So the labels a group holds, and which of its points share a label, move
+    as a block, and the label distribution is kept. A group whose size no other group has keeps
+    its labels (a conservative null for it).
+    """
+    y, groups = np.asarray(y), np.asarray(groups)
+    _, inv, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    members = [np.flatnonzero(inv == i) for i in range(len(sizes))]
+    out = y.copy()
+    for size in np.unique(sizes):
+        ids = np.flatnonzero(sizes == size)
+        for dst, src in zip(ids, rng.permutation(ids)):
+            out[members[dst]] = y[members[src]]
+    return out
+
+
+def permuted_labels(y: Int[np.ndarray, "n"], groups: Int[np.ndarray, "n"], permutations: int,
+                    seed: int | Sequence[int] = 0) -> Int[np.ndarray, "perm n"]:
+    """``permutations`` group shuffles (:func:`permute_groups`) drawn by ``default_rng(seed)``."""
+    if permutations < 0:
+        raise ValueError(f"permutations must be >= 0, got {permutations}.")
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y)
+    return np.stack([permute_groups(y, groups, rng) for _ in range(permutations)]
+                    ) if permutations else np.empty((0, len(y)), dtype=y.dtype)
+
+
+def null_pvalues(observed: Float[np.ndarray, "layer"], null: Float[np.ndarray, "perm layer"]
+                 ) -> dict[str, Float[np.ndarray, "layer"]]:
+    """Permutation-null summaries of one family of layers (one position and knockout).
+
+    Args:
+        observed: Held-out accuracy per layer.
+        null: Held-out accuracy per shuffle (the same shuffles for every layer) and layer.
+
+    Returns:
+        Per layer: ``null_mean``, ``null_q95`` (its 95th percentile), ``p_perm``
+        (``(1 + #null >= observed) / (1 + n_perm)``), ``max_null_q95`` (the 95th percentile of
+        each shuffle's best layer: the threshold corrected for choosing the best layer) and
+        ``p_max`` (``(1 + #max_null >= observed) / (1 + n_perm)``); NaN without shuffles.
+    """
+    observed = np.asarray(observed, dtype=np.float64)
+    null = np.asarray(null, dtype=np.float64).reshape(-1, len(observed))
+    n_perm = len(null)
+    if n_perm == 0:
+        nan = np.full(len(observed), np.nan)
+        return {k: nan.copy() for k in ("null_mean", "null_q95", "p_perm", "max_null_q95",
+                                        "p_max")}
+    best = null.max(axis=1)  # [perm]: the max-statistic over the family's layers
+    return {
+        "null_mean": null.mean(axis=0),
+        "null_q95": np.quantile(null, 0.95, axis=0),
+        "p_perm": (1 + (null >= observed[None]).sum(axis=0)) / (1 + n_perm),
+        "max_null_q95": np.full(len(observed), np.quantile(best, 0.95)),
+        "p_max": (1 + (best[:, None] >= observed[None]).sum(axis=0)) / (1 + n_perm),
+    }
+
+
 @dataclass
 class ProbeFit:
     """Held-out result of one probe: accuracy, majority baseline, chosen C per outer fold."""
@@ -238,41 +335,206 @@ class ProbeFit:
     predictions: np.ndarray | None = None
 
 
+# The solver: L2 logistic regression as scikit-learn's ``LogisticRegression(solver="lbfgs")``
+# defines it (mean log-loss + ||coef||^2 / (2 C n), intercept unpenalised; sigmoid for two
+# classes, softmax for more; stop at max |gradient| <= 1e-4 or 500 iterations), solved for many
+# label vectors of the same rows at once (the task, its control, the null's shuffles).
+_TOL, _MAX_ITER, _HISTORY = 1e-4, 500, 10
+_FTOL = 64 * np.finfo(float).eps
+
+
+def _lbfgs(fg: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+           W0: Float[np.ndarray, "t p"]) -> Float[np.ndarray, "t p"]:
+    """Minimise ``t`` independent smooth convex objectives with one L-BFGS per row, vectorised.
+
+    ``fg(W, rows)`` gives the objectives and gradients of the rows ``rows`` of the batch at
+    ``W`` (``[len(rows), p]``). Each row keeps its own history (the last 10 pairs), line search
+    (Armijo backtracking from the unit step) and stopping rule; finished rows leave the batch.
+    """
+    out = np.array(W0, dtype=np.float64)
+    rows = np.arange(len(out))
+    W = out.copy()
+    f, G = fg(W, rows)
+    S = np.zeros((_HISTORY, *W.shape))  # [pair, t, p]
+    Y = np.zeros_like(S)
+    rho = np.zeros((_HISTORY, len(W)))
+    k = 0
+    for _ in range(_MAX_ITER):
+        keep = np.abs(G).max(axis=1) > _TOL
+        if not keep.all():
+            out[rows[~keep]] = W[~keep]
+            rows, W, f, G = rows[keep], W[keep], f[keep], G[keep]
+            S, Y, rho = S[:, keep], Y[:, keep], rho[:, keep]
+        if not len(rows):
+            return out
+        D = -_two_loop(G, S, Y, rho, k)
+        slope = np.einsum("tp,tp->t", G, D)
+        step = np.ones(len(rows))
+        W_new = W + D
+        f_new, G_new = fg(W_new, rows)
+        bad = ~(f_new <= f + 1e-4 * slope)
+        for _ in range(50):  # backtracking, only for the rows that need it
+            if not bad.any():
+                break
+            b = np.flatnonzero(bad)
+            step[b] *= 0.5
+            W_new[b] = W[b] + step[b, None] * D[b]
+            f_new[b], G_new[b] = fg(W_new[b], rows[b])
+            bad[b] = ~(f_new[b] <= f[b] + 1e-4 * step[b] * slope[b])
+        stuck = bad | (f - f_new <= _FTOL * np.maximum(np.maximum(abs(f), abs(f_new)), 1.0))
+        s, y = W_new - W, G_new - G
+        sy = np.einsum("tp,tp->t", s, y)
+        ok = ~bad & (sy > 1e-12 * np.einsum("tp,tp->t", y, y))
+        i = k % _HISTORY
+        S[i], Y[i] = np.where(ok[:, None], s, 0.0), np.where(ok[:, None], y, 0.0)
+        rho[i] = np.where(ok, 1.0 / np.where(ok, sy, 1.0), 0.0)
+        k += 1
+        W = np.where(bad[:, None], W, W_new)
+        f, G = np.where(bad, f, f_new), np.where(bad[:, None], G, G_new)
+        if stuck.any():  # no progress left (as scipy's ftol): finished
+            out[rows[stuck]] = W[stuck]
+            keep = ~stuck
+            rows, W, f, G = rows[keep], W[keep], f[keep], G[keep]
+            S, Y, rho = S[:, keep], Y[:, keep], rho[:, keep]
+    out[rows] = W
+    return out
+
+
+def _two_loop(G: np.ndarray, S: np.ndarray, Y: np.ndarray, rho: np.ndarray, k: int
+              ) -> np.ndarray:
+    """L-BFGS inverse-Hessian times ``G`` per row (the two-loop recursion; a unit-length
+    gradient step before any pair is stored)."""
+    h = min(k, _HISTORY)
+    if h == 0:
+        return G / np.maximum(np.linalg.norm(G, axis=1), 1e-300)[:, None]
+    order = [(k - h + j) % _HISTORY for j in range(h)]  # oldest first
+    q = G.copy()
+    alpha = []
+    for i in reversed(order):
+        a = rho[i] * np.einsum("tp,tp->t", S[i], q)
+        q -= a[:, None] * Y[i]
+        alpha.append(a)
+    last = order[-1]
+    yy = np.einsum("tp,tp->t", Y[last], Y[last])
+    gamma = np.where((rho[last] > 0) & (yy > 0), 1.0 / np.maximum(rho[last] * yy, 1e-300), 1.0)
+    q *= gamma[:, None]
+    for i, a in zip(order, reversed(alpha)):
+        q += (a - rho[i] * np.einsum("tp,tp->t", Y[i], q))[:, None] * S[i]
+    return q
+
+
+def _objective(Z1: Float[np.ndarray, "n p"], codes: Int[np.ndarray, "t n"],
+               present: np.ndarray, l2: Float[np.ndarray, "t"], binary: bool
+               ) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``fg(W, rows)`` of :func:`_lbfgs`: the scaled L2 log-loss per label vector.
+
+    ``W`` rows are ``[1, p]`` (binary: the logit of class 1) or ``[K, p]`` (softmax over the
+    classes ``present`` in that row's training labels; the others have no logit) flattened;
+    the last feature of ``Z1`` is the (unpenalised) intercept's 1.
+    """
+    n, p = Z1.shape
+    onehot = np.eye(present.shape[1])[codes] if not binary else None  # [t, n, K]
+    y1 = (codes == 1).T.astype(np.float64) if binary else None  # [n, t]
+
+    def fg(W: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lam = l2[rows]
+        if binary:
+            assert y1 is not None
+            z = Z1 @ W.T  # [n, t]
+            yr = y1[:, rows]
+            loss = (np.logaddexp(0.0, z) - yr * z).mean(axis=0)
+            G = (((0.5 + 0.5 * np.tanh(0.5 * z)) - yr) / n).T @ Z1  # [t, p]
+            coef = W[:, :-1]
+        else:
+            assert onehot is not None
+            t, K = len(rows), present.shape[1]
+            z = (Z1 @ W.reshape(t * K, p).T).reshape(n, t, K)
+            z = np.where(present[rows][None], z, -np.inf)
+            top = z.max(axis=2, keepdims=True)
+            lse = top + np.log(np.exp(z - top).sum(axis=2, keepdims=True))
+            oh = onehot[rows].transpose(1, 0, 2)  # [n, t, K]
+            loss = (lse[..., 0] - np.where(oh > 0, z, 0.0).sum(axis=2)).mean(axis=0)
+            R = (np.exp(z - lse) - oh) / n
+            G = (R.reshape(n, t * K).T @ Z1).reshape(t, K * p)
+            coef = W.reshape(t, K, p)[..., :-1]
+            G = G.reshape(t, K, p)
+            G[..., :-1] += lam[:, None, None] * coef
+            G = G.reshape(t, K * p)
+            return loss + 0.5 * lam * (coef * coef).sum(axis=(1, 2)), G
+        G[:, :-1] += lam[:, None] * coef
+        return loss + 0.5 * lam * (coef * coef).sum(axis=1), G
+
+    return fg
+
+
+def _fit_predict_many(Z_tr: Float[np.ndarray, "n r"], codes: Int[np.ndarray, "t n"],
+                      Z_te: Float[np.ndarray, "m r"], C: Float[np.ndarray, "t"], n_classes: int,
+                      W0: np.ndarray | None = None) -> tuple[Int[np.ndarray, "t m"], np.ndarray]:
+    """Fit one L2 logistic regression per row of ``codes`` (class indices ``0..n_classes-1``)
+    on the same rows, with its own ``C``; predict ``Z_te``.
+
+    As scikit-learn: only a row's training classes are predicted; one training class predicts
+    that class; two classes are a binary (sigmoid) model (in a task of more classes, the softmax
+    over the two with ``C/2``, the same model). ``W0`` warm-starts (a path over increasing C);
+    returns the predictions and the weights ``[t, K', r+1]`` (``K' = 1`` for a binary task).
+    """
+    t, n = codes.shape
+    binary = n_classes <= 2
+    K = 1 if binary else n_classes
+    Z1 = np.hstack([Z_tr, np.ones((n, 1))])
+    Zt1 = np.hstack([Z_te, np.ones((len(Z_te), 1))])
+    present = np.zeros((t, max(n_classes, 2)), dtype=bool)
+    present[np.repeat(np.arange(t), n), codes.ravel()] = True
+    n_present = present.sum(axis=1)
+    l2 = 1.0 / (np.asarray(C, dtype=np.float64) * n) * np.where(
+        (not binary) & (n_present == 2), 2.0, 1.0)
+    W = np.zeros((t, K, Z1.shape[1])) if W0 is None else np.array(W0, dtype=np.float64)
+    fit = np.flatnonzero(n_present >= 2)
+    if len(fit):
+        fg = _objective(Z1, codes[fit], present[fit], l2[fit], binary)
+        W[fit] = _lbfgs(fg, W[fit].reshape(len(fit), -1)).reshape(len(fit), K, -1)
+    z = np.einsum("mp,tkp->tmk", Zt1, W)
+    if binary:
+        pred = (z[..., 0] > 0).astype(np.int64)
+    else:
+        pred = np.where(present[:, None, :], z, -np.inf).argmax(axis=2)
+    single = n_present == 1
+    pred[single] = codes[single, :1]  # one training class: predict it
+    return pred, W
+
+
 def _fit_predict(Z_tr: np.ndarray, y_tr: np.ndarray, Z_te: np.ndarray, C: float,
-                 clf: Any = None) -> tuple[np.ndarray, Any]:
-    """Fit L2 logistic regression on (standardised) rows and predict; a single training class
-    predicts that class. ``clf`` is warm-started (a path over increasing C)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    if len(np.unique(y_tr)) < 2:
-        return np.full(len(Z_te), y_tr[0]), None
-    if clf is None:
-        clf = LogisticRegression(C=C, max_iter=500, warm_start=True)
-    clf.set_params(C=C)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(Z_tr, y_tr)
-    return clf.predict(Z_te), clf
+                 W0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One target of :func:`_fit_predict_many` with its own labels (any integers)."""
+    labels, codes = np.unique(np.asarray(y_tr), return_inverse=True)
+    pred, W = _fit_predict_many(Z_tr, codes[None], Z_te, np.array([C]), len(labels), W0)
+    return labels[pred[0]], W
 
 
-def _choose_C(Z: np.ndarray, y: np.ndarray, groups: np.ndarray, Cs: Sequence[float],
-              inner_folds: int, seed: int) -> float:
-    """The C with the best inner group-k-fold accuracy (ties: the smallest C)."""
-    if len(Cs) == 1:
-        return float(Cs[0])
-    n_inner = min(inner_folds, len(np.unique(groups)))
-    if n_inner < 2:
-        return float(min(Cs))
-    score = np.zeros(len(Cs))
+def _choose_C(Z: Float[np.ndarray, "n r"], codes: Int[np.ndarray, "t n"],
+              inner: Sequence[tuple[np.ndarray, np.ndarray]], Cs: Sequence[float],
+              n_classes: int) -> Float[np.ndarray, "t"]:
+    """Per label vector, the C with the best accuracy over the ``inner`` group folds (ties:
+    the smallest C)."""
+    if len(Cs) == 1 or not inner:
+        return np.full(len(codes), float(Cs[0]) if len(Cs) == 1 else float(min(Cs)))
     order = np.argsort(Cs)
-    for tr, te in group_folds(groups, n_inner, seed):
-        clf = None
-        for j in order:  # warm start along increasing C
-            pred, clf = _fit_predict(Z[tr], y[tr], Z[te], float(Cs[j]), clf)
-            score[j] += (pred == y[te]).sum()
-    best = score.max()
-    return float(min(c for c, s in zip(Cs, score) if s == best))
+    grid = np.asarray(Cs, dtype=np.float64)[order]  # increasing
+    score = np.zeros((len(codes), len(grid)))
+    for tr, te in inner:
+        W = None
+        for j, C in enumerate(grid):  # warm start along increasing C
+            pred, W = _fit_predict_many(Z[tr], codes[:, tr], Z[te], np.full(len(codes), C),
+                                        n_classes, W)
+            score[:, j] += (pred == codes[:, te]).sum(axis=1)
+    return grid[np.argmax(score, axis=1)]  # the first maximum: the smallest C
+
+
+def _inner_folds(groups: np.ndarray, inner_folds: int, seed: int
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The inner group folds of one training side (none when it has under 2 groups)."""
+    n_inner = min(inner_folds, len(np.unique(groups)))
+    return group_folds(groups, n_inner, seed) if n_inner >= 2 else []
 
 
 def _training_basis(X_tr: np.ndarray, X_te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -298,9 +560,11 @@ def _training_basis(X_tr: np.ndarray, X_te: np.ndarray) -> tuple[np.ndarray, np.
 
 def fit_probes(X: Float[np.ndarray, "n d"], targets: dict[str, Int[np.ndarray, "n"]],
                groups: Int[np.ndarray, "n"], *, folds: int = 5, inner_folds: int = 3,
-               Cs: Sequence[float] = DEFAULT_CS, seed: int = 0) -> dict[str, ProbeFit]:
+               Cs: Sequence[float] = DEFAULT_CS, seed: int = 0, batch: Sequence[str] = ()
+               ) -> dict[str, ProbeFit]:
     """Nested group-k-fold logistic-regression probes of several targets on the same points
-    (e.g. the task and its control), sharing folds and standardisation.
+    (e.g. the task, its control and the permutation null's shuffles), sharing folds and
+    standardisation.
 
     Args:
         X: Features, one row per point.
@@ -311,10 +575,17 @@ def fit_probes(X: Float[np.ndarray, "n d"], targets: dict[str, Int[np.ndarray, "
         inner_folds: Inner folds on each training side (choose ``C``).
         Cs: Candidate inverse regularisation strengths (scikit-learn's ``C``).
         seed: Fold assignment.
+        batch: Names of targets solved together (vectorised: the null's shuffles). Every other
+            target is solved on its own, so its result never depends on what else is fitted
+            (a batch's rounding can depend on its size).
 
     Each outer training side is standardised (``StandardScaler``; its inner folds reuse that
     scaling, as a scaler in a pipeline before ``LogisticRegressionCV`` would) and the fit runs
-    in the span of its rows (:func:`_training_basis`, an exact reformulation, for speed).
+    in the span of its rows (:func:`_training_basis`, an exact reformulation, for speed). None
+    of this depends on the labels, so it is computed once per fold for all targets; each
+    target then gets its own inner choice of ``C`` and its own fit. The fits are scikit-learn's
+    ``LogisticRegression`` model (lbfgs: the same objective, tolerance and iteration cap),
+    solved by :func:`_fit_predict_many`.
 
     Returns:
         Per target: held-out accuracy (every point predicted once), the majority baseline (each
@@ -329,19 +600,30 @@ def fit_probes(X: Float[np.ndarray, "n d"], targets: dict[str, Int[np.ndarray, "
                          f"{ {k: v.shape for k, v in ys.items()} } must have one row per point.")
     if not Cs:
         raise ValueError("give at least one C.")
-    pred = {k: np.empty_like(v) for k, v in ys.items()}
-    base = {k: np.empty_like(v) for k, v in ys.items()}
-    chosen: dict[str, list[float]] = {k: [] for k in ys}
+    names = list(ys)
+    if set(batch) - set(names):
+        raise ValueError(f"batch names {sorted(set(batch) - set(names))} are not targets.")
+    solves = [np.array([j]) for j, k in enumerate(names) if k not in set(batch)]
+    solves += [np.array([names.index(k) for k in batch])] if len(batch) else []
+    labels, inv = np.unique(np.stack([ys[k] for k in names]), return_inverse=True)
+    codes = inv.reshape(len(names), len(X))  # [target, n]: class indices
+    pred = np.empty_like(codes)
+    base = np.empty_like(codes)
+    chosen = np.empty((len(names), 0))
     for i, (tr, te) in enumerate(group_folds(groups, folds, seed)):
         Z_tr, Z_te = _training_basis(X[tr], X[te])
-        for k, y in ys.items():
-            C = _choose_C(Z_tr, y[tr], groups[tr], Cs, inner_folds, seed + 1 + i)
-            chosen[k].append(C)
-            pred[k][te], _ = _fit_predict(Z_tr, y[tr], Z_te, C)
-            vals, counts = np.unique(y[tr], return_counts=True)
-            base[k][te] = vals[np.argmax(counts)]
-    return {k: ProbeFit(float((pred[k] == y).mean()), float((base[k] == y).mean()), chosen[k],
-                        pred[k]) for k, y in ys.items()}
+        inner = _inner_folds(groups[tr], inner_folds, seed + 1 + i)
+        C = np.empty(len(names))
+        for idx in solves:
+            C[idx] = _choose_C(Z_tr, codes[idx][:, tr], inner, Cs, len(labels))
+            pred[np.ix_(idx, te)], _ = _fit_predict_many(Z_tr, codes[idx][:, tr], Z_te, C[idx],
+                                                         len(labels))
+        chosen = np.hstack([chosen, C[:, None]])
+        counts = np.stack([np.bincount(c, minlength=len(labels)) for c in codes[:, tr]])
+        base[:, te] = np.argmax(counts, axis=1)[:, None]
+    return {k: ProbeFit(float((pred[j] == codes[j]).mean()), float((base[j] == codes[j]).mean()),
+                        chosen[j].tolist(), labels[pred[j]].astype(ys[k].dtype))
+            for j, k in enumerate(names)}
 
 
 def fit_probe(X: Float[np.ndarray, "n d"], y: Int[np.ndarray, "n"], groups: Int[np.ndarray, "n"],
@@ -532,21 +814,29 @@ def _add_points(cap: Any, positions: Sequence[str], names: Sequence[str],
 # ------------------------------------------------------------------ tables
 def probe_table(data: ProbeData, *, knockout: str = "icl", folds: int = 5,
                 inner_folds: int = 3, Cs: Sequence[float] = DEFAULT_CS, seed: int = 0,
-                per_seed: bool = False, on_row: Callable[[dict[str, Any]], None] | None = None,
+                per_seed: bool = False, permutations: int = DEFAULT_PERMUTATIONS,
+                progress: bool = False, on_row: Callable[[dict[str, Any]], None] | None = None,
                 skip: Callable[[int, int], bool] | None = None) -> pd.DataFrame:
-    """Probe every layer of one position: accuracy, baseline, control, selectivity.
+    """Probe every layer of one position: accuracy, baseline, permutation null, control.
 
     Args:
         data: :func:`collect_probe_data` output for one position.
         knockout: Name for the rows' ``knockout`` column (``icl``: none, or the knockout's name).
-        folds, inner_folds, Cs, seed: See :func:`fit_probe` (``seed`` also draws the control).
+        folds, inner_folds, Cs, seed: See :func:`fit_probe` (``seed`` also draws the control
+            and the shuffles).
         per_seed: One probe per seed (rows carry that seed); ``False`` (default): one probe on
             the pooled points of every seed (``seed`` = -1 in the rows).
-        on_row: Called with each row as it is computed (e.g. to append it to a results file).
-        skip: ``(seed, layer) -> bool``: cells already computed (not recomputed, not returned).
+        permutations: Group shuffles of the permutation null (0: none; the null columns are
+            NaN). Each refits the whole probe on every layer.
+        progress: A tqdm bar over the shuffles' fits.
+        on_row: Called with each row once its family (all layers of one seed) is computed
+            (e.g. to append it to a results file).
+        skip: ``(seed, layer) -> bool``: cells already computed (not returned; with
+            ``permutations`` their shuffles are still fitted, for the best-layer correction).
 
     Returns:
-        Rows with :data:`PROBE_COLUMNS`.
+        Rows with :data:`PROBE_COLUMNS`. ``p_max`` corrects for the best of the layers in
+        ``data`` (the family is this position and knockout).
     """
     rows = []
     seeds = sorted(set(data.seeds.tolist())) if per_seed else [-1]
@@ -554,25 +844,76 @@ def probe_table(data: ProbeData, *, knockout: str = "icl", folds: int = 5,
         sel = data.seeds == s if per_seed else np.ones(len(data.y), dtype=bool)
         y, g = data.y[sel], data.groups[sel]
         texts = [t for t, m in zip(data.texts, sel) if m]
-        yc = control_labels(texts, y, seed)
-        for li, layer in enumerate(data.layers):
-            if skip is not None and skip(s, layer):
+        seen = control_seen(texts, group_folds(g, folds, seed))
+        yc = control_labels(texts, y, seed) if seen > 0 else None
+        shuffles = permuted_labels(y, g, permutations, seed=_null_seed(seed, s))
+        todo = [skip is None or not skip(s, layer) for layer in data.layers]
+        if not any(todo):
+            continue
+        real: dict[int, dict[str, ProbeFit]] = {}
+        null = np.full((permutations, len(data.layers)), np.nan)
+        bar = _bar(permutations * len(data.layers), f"{data.position} {knockout} null",
+                   progress and permutations > 0)
+        for li in range(len(data.layers)):
+            if not todo[li] and not permutations:
                 continue
-            X = data.X[sel, li]
-            fits = fit_probes(X, {"task": y, "control": yc}, g, folds=folds,
-                              inner_folds=inner_folds, Cs=Cs, seed=seed)
-            real, ctrl = fits["task"], fits["control"]
-            row = {"seed": s, "position": data.position, "layer": layer,
-                   "knockout": knockout, "target": data.target,
-                   "accuracy": real.accuracy, "majority": real.majority,
-                   "control": ctrl.accuracy, "selectivity": real.accuracy - ctrl.accuracy,
-                   "n": int(len(y)), "n_groups": int(len(np.unique(g))),
-                   "n_classes": int(len(np.unique(y))), "C_median": float(np.median(real.Cs)),
-                   "folds": folds}
+            targets = {f"perm{b}": shuffles[b] for b in range(permutations)}
+            if todo[li]:
+                targets = {"task": y, **({} if yc is None else {"control": yc}), **targets}
+            fits = fit_probes(data.X[sel, li], targets, g, folds=folds,
+                              inner_folds=inner_folds, Cs=Cs, seed=seed,
+                              batch=[f"perm{b}" for b in range(permutations)])
+            null[:, li] = [fits[f"perm{b}"].accuracy for b in range(permutations)]
+            if todo[li]:
+                real[li] = fits
+            if bar is not None:
+                bar.update(permutations)
+        if bar is not None:
+            bar.close()
+        observed = np.array([real[li]["task"].accuracy if li in real else np.nan
+                             for li in range(len(data.layers))])
+        stats = null_pvalues(observed, null)
+        for li in sorted(real):
+            row = _row(data, s, li, knockout, folds, real[li], seen, permutations,
+                       {k: float(v[li]) for k, v in stats.items()}, y, g)
             rows.append(row)
             if on_row is not None:
                 on_row(row)
     return pd.DataFrame(rows, columns=list(PROBE_COLUMNS))
+
+
+def _null_seed(seed: int, data_seed: int) -> list[int]:
+    """The shuffles' seed: the probe seed, the pooled (-1) or per-seed subset, a domain tag."""
+    return [int(seed), int(data_seed) + 1, 0x6E75]
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="fit", file=sys.stderr)
+
+
+def _row(data: ProbeData, seed: int, li: int, knockout: str, folds: int,
+         fits: dict[str, ProbeFit], seen: float, permutations: int, stats: dict[str, float],
+         y: np.ndarray, g: np.ndarray) -> dict[str, Any]:
+    """One table row: the real fit, the control where it can be learnt, the null."""
+    real = fits["task"]
+    ctrl = fits.get("control")
+    note = (UNLEARNABLE if ctrl is None
+            else f"learnable: {seen:.0%} of held-out points have their text in training")
+    return {"seed": seed, "position": data.position, "layer": data.layers[li],
+            "knockout": knockout, "target": data.target,
+            "accuracy": real.accuracy, "majority": real.majority,
+            "control": np.nan if ctrl is None else ctrl.accuracy,
+            "selectivity": np.nan if ctrl is None else real.accuracy - ctrl.accuracy,
+            "n": int(len(y)), "n_groups": int(len(np.unique(g))),
+            "n_classes": int(len(np.unique(y))), "C_median": float(np.median(real.Cs)),
+            "folds": folds, "control_seen": float(seen), "control_note": note,
+            "permutations": int(permutations), **stats}
 
 
 def run_probes(
@@ -581,9 +922,11 @@ def run_probes(
     layers: Sequence[int] | None = None, knockout: Knockout | None = None,
     stopword_variant: str = "paper", batch_size: int = 8, folds: int = 5, inner_folds: int = 3,
     Cs: Sequence[float] = DEFAULT_CS, seed: int = 0, per_seed: bool = False,
+    permutations: int = DEFAULT_PERMUTATIONS, progress: bool = True,
 ) -> pd.DataFrame:
     """Probes at every position and layer of a task's probe prompts (optionally under a
-    knockout applied to every prompt); rows with :data:`PROBE_COLUMNS`."""
+    knockout applied to every prompt), each with its permutation null (``permutations``
+    group shuffles, :func:`probe_table`); rows with :data:`PROBE_COLUMNS`."""
     labels = LabelSet.for_task(task, tokenizer)
     items = probe_items(task, tokenizer, labels,
                         probe_episodes(data, seeds, k=k, n_test=n_test),
@@ -592,5 +935,6 @@ def run_probes(
     collected = collect_probe_data(model, tokenizer, items, positions=positions, layers=layers,
                                    knockout=knockout, batch_size=batch_size)
     return pd.concat([probe_table(d, knockout=name, folds=folds, inner_folds=inner_folds,
-                                  Cs=Cs, seed=seed, per_seed=per_seed)
+                                  Cs=Cs, seed=seed, per_seed=per_seed,
+                                  permutations=permutations, progress=progress)
                       for d in collected.values()], ignore_index=True)

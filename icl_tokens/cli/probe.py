@@ -7,7 +7,10 @@ so each command says what those hold:
 * ``probe``: one row per (position, layer, knockout); ``seed`` is -1 for probes pooled over the
   seeds (the default) or the seed with ``--per-seed``; ``example_id`` is the probe position;
   ``condition`` is ``{knockout}|L{layer}``. Tidy columns ``position``, ``layer``, ``knockout``
-  (``icl`` or ``agg``), ``target``, ``accuracy``, ``majority``, ``control``, ``selectivity``, ...
+  (``icl`` or ``agg``), ``target``, ``accuracy``, ``majority``, ``control``, ``selectivity``, ...,
+  and the permutation null's ``null_mean``, ``null_q95``, ``p_perm``, ``max_null_q95``, ``p_max``
+  (see :data:`~icl_tokens.aggregation.probes.PROBE_COLUMNS`). The best-layer correction needs
+  every layer of a position, so a resumed position refits all its layers' shuffles.
 * ``attention``: one row per (seed, test example, knockout, scope, layer, head, key group);
   ``condition`` is ``{knockout}|{scope}|L{layer}|H{head}|{category}``. Tidy columns ``knockout``,
   ``scope``, ``layer``, ``head``, ``category``, ``mass``, ``n_keys``, ``mass_per_token``,
@@ -32,7 +35,8 @@ _LOG: Callable[[str], None] = lambda s: print(s, file=sys.stderr)  # noqa: E731
 
 PROBE_CSV = ("model", "task", "k", "seed", "example_id", "condition", "position", "layer",
              "knockout", "target", "accuracy", "majority", "control", "selectivity", "n",
-             "n_groups", "n_classes", "C_median", "folds")
+             "n_groups", "n_classes", "C_median", "folds", "control_seen", "control_note",
+             "permutations", "null_mean", "null_q95", "p_perm", "max_null_q95", "p_max")
 ATTENTION_CSV = ("model", "task", "k", "seed", "example_id", "condition", "knockout", "scope",
                  "layer", "head", "category", "mass", "n_keys", "mass_per_token", "n_queries")
 
@@ -51,8 +55,11 @@ def attention_columns() -> list[str]:
 def add_probe_parsers(sub: Any, add_common: Callable[..., None], int_list: Any,
                       positive: Any) -> None:
     """Register ``probe`` and ``attention`` (from :func:`~icl_tokens.cli.parser.build_parser`)."""
+    from .parser import _non_negative
+
     p = sub.add_parser("probe", help="linear probes of the demonstration label (and the model's "
-                       "answer) on hook_resid_post of every layer, with baseline and control")
+                       "answer) on hook_resid_post of every layer, with baseline and a "
+                       "permutation null")
     add_common(p, many_seeds=True)
     p.add_argument("--positions", default="all",
                    help="'all' or a comma list of t_in.word, content, stopword, t_in.newline, "
@@ -68,7 +75,11 @@ def add_probe_parsers(sub: Any, add_common: Callable[..., None], int_list: Any,
     p.add_argument("--inner-folds", type=positive, default=3,
                    help="inner group folds choosing C (default 3)")
     p.add_argument("--probe-seed", type=int, default=0,
-                   help="seed of the fold assignment and the control labels")
+                   help="seed of the fold assignment, the control labels and the shuffles")
+    p.add_argument("--permutations", type=_non_negative, default=20,
+                   help="label shuffles across prompt groups for the permutation null, each "
+                        "refitting every layer's probe (0: no null; default 20, the least for "
+                        "a corrected p-value under 0.05)")
     _add_run(p, positive)
     p.set_defaults(handler="icl_tokens.cli.probe:cmd_probe")
 
@@ -208,7 +219,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     setup = _setup(args, "probe", {
         "positions": positions, "layers": args.layers, "knockouts": list(kos),
         "per_seed": args.per_seed, "folds": args.folds, "inner_folds": args.inner_folds,
-        "Cs": list(DEFAULT_CS), "probe_seed": args.probe_seed})
+        "Cs": list(DEFAULT_CS), "probe_seed": args.probe_seed,
+        "permutations": args.permutations})
     episodes = probe_episodes(setup.data, list(args.seeds), k=args.k, n_test=args.n_test)
     model, tok = _load(args)
     n_layers = int(model.cfg.n_layers)
@@ -241,7 +253,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
                 probe_table(collected[p], knockout=kn, folds=args.folds,
                             inner_folds=args.inner_folds, seed=args.probe_seed,
-                            per_seed=args.per_seed, on_row=write,
+                            per_seed=args.per_seed, permutations=args.permutations,
+                            progress=not args.no_progress, on_row=write,
                             skip=lambda s, layer, p=p: store.is_done(s, p, f"{kn}|L{layer}"))
                 if not args.no_progress:
                     _LOG(f"probe {kn}: {p} done")
@@ -250,7 +263,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise
     finally:
         store.close()
-    df = store.read()
+    df = _numeric(store.read())
     print(_probe_summary(df, setup))
     if args.figure:
         from ..plotting.aggregation import probe_curves
@@ -263,20 +276,48 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numeric(df: pd.DataFrame) -> pd.DataFrame:
+    """The probe CSV as read back (every cell a string) with its number columns as floats
+    (``nan``, written where the control or the null is not computed, becomes NaN)."""
+    import pandas as pd
+
+    text = {"model", "task", "example_id", "condition", "position", "knockout", "target",
+            "control_note"}
+    return df.assign(**{c: pd.to_numeric(df[c], errors="coerce")
+                        for c in df.columns if c not in text})
+
+
 def _probe_summary(df: pd.DataFrame, setup: _Setup) -> str:
-    """Per position and knockout: the best layer's accuracy beside baseline and control."""
+    """Per position and knockout: the best layer's accuracy beside the baseline, the
+    permutation null and its best-layer-corrected p-value (and the control, where learnable)."""
+    import numpy as np
+
+    from ..aggregation.probes import UNLEARNABLE
     from ..experiments.runner import data_note
 
     lines = [f"probes ({data_note(setup.data, setup.identity['model'], setup.identity['seeds'], setup.identity['n_test'])}):",  # noqa: E501
              f"{'position':14} {'knockout':9} {'best L':>6} {'acc':>6} {'major':>6} "
-             f"{'control':>7} {'select':>7} {'mean acc':>8} {'n':>5}"]
+             f"{'null95':>6} {'max95':>6} {'p_max':>6} {'control':>7} {'mean acc':>8} {'n':>5}"]
+    notes: set[str] = set()
     for (pos, kn), g in df.groupby(["position", "knockout"], sort=False):
+        notes.update(str(x) for x in g["control_note"].dropna())
         g = g.groupby("layer").mean(numeric_only=True).reset_index()
         best = g.loc[g["accuracy"].idxmax()]
+        ctrl = "n/a" if np.isnan(best["control"]) else f"{best['control']:.3f}"
         lines.append(f"{pos:14} {kn:9} {int(best['layer']):>6} {best['accuracy']:6.3f} "
-                     f"{best['majority']:6.3f} {best['control']:7.3f} "
-                     f"{best['selectivity']:7.3f} {g['accuracy'].mean():8.3f} "
-                     f"{int(best['n']):>5}")
+                     f"{best['majority']:6.3f} {best['null_q95']:6.3f} "
+                     f"{best['max_null_q95']:6.3f} {best['p_max']:6.3f} {ctrl:>7} "
+                     f"{g['accuracy'].mean():8.3f} {int(best['n']):>5}")
+    n_perm = int(df["permutations"].max()) if len(df) else 0
+    if n_perm:
+        lines.append(f"null95 / max95: 95th percentile of the permutation null at that layer / "
+                     f"of the best layer under each shuffle; p_max: corrected for choosing the "
+                     f"best layer ({n_perm} shuffles, smallest possible p "
+                     f"{1 / (1 + n_perm):.3f}).")
+    else:
+        lines.append("no permutation null (--permutations 0): nothing here tests chance.")
+    if UNLEARNABLE in notes:
+        lines.append(f"control n/a: {UNLEARNABLE} (no selectivity is reported).")
     return "\n".join(lines)
 
 

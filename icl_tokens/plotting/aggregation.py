@@ -1,5 +1,5 @@
-"""Aggregation figures: probe accuracy per layer with its baseline/control band, and layer ×
-key-category attention-mass heatmaps. Built from the tidy tables of
+"""Aggregation figures: probe accuracy per layer with its baseline and permutation null, and
+layer × key-category attention-mass heatmaps. Built from the tidy tables of
 :mod:`icl_tokens.aggregation.probes` / :mod:`~icl_tokens.aggregation.attention_mass` (or their
 CSVs); save with :func:`~icl_tokens.plotting.base.save_figure` (offline HTML + JSON)."""
 
@@ -27,22 +27,30 @@ def _need(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
 
 
 def probe_curves(df: pd.DataFrame, *, positions: Sequence[str] | None = None,
-                 title: str = "Probe accuracy by layer", cols: int = 3) -> go.Figure:
+                 title: str = "Probe accuracy by layer", cols: int = 3,
+                 alpha: float = 0.05) -> go.Figure:
     """One panel per probe position: accuracy by layer (a line per knockout, mean over seeds)
-    and a grey band from the majority baseline to the control task's accuracy.
+    against its majority baseline and permutation null.
 
     Args:
-        df: Rows with ``position``, ``layer``, ``knockout``, ``accuracy``, ``majority``,
-            ``control`` (:func:`~icl_tokens.aggregation.probes.run_probes` or the ``probe`` CSV).
+        df: Rows with ``position``, ``layer``, ``knockout``, ``accuracy``, ``majority``
+            (:func:`~icl_tokens.aggregation.probes.run_probes` or the ``probe`` CSV); with the
+            null columns ``null_mean``, ``null_q95``, ``max_null_q95``, ``p_max`` the panel
+            also shows the null band and the best-layer threshold; with a finite ``control``
+            (a learnable control task) its curve.
         positions: Panels in this order (default: the table's order).
         title: Figure title.
         cols: Panels per row.
+        alpha: Layers with ``p_max <= alpha`` (corrected for choosing the best layer) get
+            filled markers; the others open ones.
 
-    Trace names are ``{position} {knockout}`` (accuracy), ``{position} {knockout} control``
-    and ``{position} {knockout} majority``; ``y`` is the mean over seeds per layer.
+    Trace names are ``{position} {knockout}`` (accuracy), ``{position} {knockout} majority``,
+    ``{position} {knockout} null band`` (the null mean to its 95th percentile, per layer),
+    ``{position} {knockout} null 95%`` and ``{position} {knockout} best-layer threshold``
+    (the 95th percentile of each shuffle's best layer), and ``{position} {knockout} control``
+    where the control is learnable; ``y`` is the mean over seeds per layer.
     """
-    _need(df, ("position", "layer", "knockout", "accuracy", "majority", "control"),
-          "probe_curves")
+    _need(df, ("position", "layer", "knockout", "accuracy", "majority"), "probe_curves")
     if df.empty:
         raise ValueError("probe_curves got an empty table.")
     order = list(dict.fromkeys(df["position"])) if positions is None else list(positions)
@@ -51,6 +59,8 @@ def probe_curves(df: pd.DataFrame, *, positions: Sequence[str] | None = None,
         raise ValueError(f"positions {unknown} are not in the table; it has "
                          f"{sorted(set(df['position']))}.")
     kos = list(dict.fromkeys(df["knockout"]))
+    values = [c for c in ("accuracy", "majority", "control", "null_mean", "null_q95",
+                          "max_null_q95", "p_max") if c in df.columns]
     rows = int(np.ceil(len(order) / cols))
     fig = make_subplots(rows=rows, cols=min(cols, len(order)), subplot_titles=order,
                         shared_yaxes=True, horizontal_spacing=0.04, vertical_spacing=0.12)
@@ -60,32 +70,62 @@ def probe_curves(df: pd.DataFrame, *, positions: Sequence[str] | None = None,
             g = df[(df.position == pos) & (df.knockout == kn)]
             if g.empty:
                 continue
-            g = g.groupby("layer", sort=True)[["accuracy", "majority", "control"]].mean()
-            x = g.index.to_list()
-            color = _COLORS[j % len(_COLORS)]
-            lo = np.minimum(g["majority"], g["control"]).to_list()
-            hi = np.maximum(g["majority"], g["control"]).to_list()
-            fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself",
-                                     fillcolor="rgba(128,128,128,0.18)", line={"width": 0},
-                                     hoverinfo="skip", showlegend=False,
-                                     name=f"{pos} {kn} band"), row=r, col=c)
-            fig.add_trace(go.Scatter(x=x, y=g["majority"].to_list(), mode="lines",
-                                     line={"color": "grey", "dash": "dot", "width": 1},
-                                     name=f"{pos} {kn} majority", legendgroup="majority",
-                                     showlegend=i == 0 and j == 0), row=r, col=c)
-            fig.add_trace(go.Scatter(x=x, y=g["control"].to_list(), mode="lines",
-                                     line={"color": color, "dash": "dot", "width": 1},
-                                     name=f"{pos} {kn} control", legendgroup=f"{kn} control",
-                                     showlegend=i == 0), row=r, col=c)
-            fig.add_trace(go.Scatter(x=x, y=g["accuracy"].to_list(), mode="lines+markers",
-                                     line={"color": color, "dash": _DASH[j % 4]},
-                                     name=f"{pos} {kn}", legendgroup=kn, showlegend=i == 0),
-                          row=r, col=c)
+            g = g.groupby("layer", sort=True)[values].mean()
+            for trace in _probe_traces(g, f"{pos} {kn}", kn, _COLORS[j % len(_COLORS)],
+                                       _DASH[j % 4], first=i == 0, first_ko=i == 0 and j == 0,
+                                       alpha=alpha):
+                fig.add_trace(trace, row=r, col=c)
     fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(title_text="held-out accuracy", col=1)
+    fig.update_xaxes(title_text="layer (residual stream at its output)", row=rows)
     fig.update_layout(title=title, height=260 * rows + 80, template="plotly_white",
-                      legend={"orientation": "h", "y": -0.08})
-    fig.update_xaxes(title_text="layer", row=rows)
+                      legend={"orientation": "h", "y": -0.12})
     return fig
+
+
+def _has(g: pd.DataFrame, col: str) -> bool:
+    return col in g.columns and bool(g[col].notna().any())
+
+
+def _probe_traces(g: pd.DataFrame, name: str, kn: str, color: str, dash: str, *, first: bool,
+                  first_ko: bool, alpha: float) -> list[go.Scatter]:
+    """One panel's traces for one knockout: null band and thresholds, majority, control,
+    accuracy (``g``: per-layer means)."""
+    x = g.index.to_list()
+    out = []
+    if _has(g, "null_q95"):
+        lo, hi = g["null_mean"].to_list(), g["null_q95"].to_list()
+        out.append(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself",
+                              fillcolor="rgba(128,128,128,0.2)", line={"width": 0},
+                              hoverinfo="skip", name=f"{name} null band",
+                              legendgroup="null band", showlegend=first_ko))
+        out.append(go.Scatter(x=x, y=hi, mode="lines",
+                              line={"color": "grey", "dash": "dash", "width": 1},
+                              name=f"{name} null 95%", legendgroup="null 95%",
+                              showlegend=first_ko))
+        out.append(go.Scatter(x=x, y=g["max_null_q95"].to_list(), mode="lines",
+                              line={"color": color, "dash": "longdash", "width": 1},
+                              name=f"{name} best-layer threshold",
+                              legendgroup=f"{kn} best-layer threshold", showlegend=first))
+    out.append(go.Scatter(x=x, y=g["majority"].to_list(), mode="lines",
+                          line={"color": "grey", "dash": "dot", "width": 1},
+                          name=f"{name} majority", legendgroup="majority",
+                          showlegend=first_ko))
+    if _has(g, "control"):
+        out.append(go.Scatter(x=x, y=g["control"].to_list(), mode="lines",
+                              line={"color": color, "dash": "dot", "width": 1},
+                              name=f"{name} control", legendgroup=f"{kn} control",
+                              showlegend=first))
+    if _has(g, "p_max"):
+        p = g["p_max"].to_numpy()
+        marker = {"symbol": ["circle" if v <= alpha else "circle-open" for v in p], "size": 7}
+        text = [f"p_max = {v:.3f}" for v in p]
+    else:
+        marker, text = {}, None
+    out.append(go.Scatter(x=x, y=g["accuracy"].to_list(), mode="lines+markers",
+                          line={"color": color, "dash": dash}, marker=marker, text=text,
+                          name=name, legendgroup=kn, showlegend=first))
+    return out
 
 
 def mass_table(df: pd.DataFrame, *, scope: str = "last", knockout: str | None = None,
