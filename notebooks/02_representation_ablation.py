@@ -33,8 +33,8 @@
 # 2. applies the knockout by hand to one prompt and watches the label-word probabilities move;
 # 3. runs the sweep over all conditions with one call (`run_ablation`) and puts the results next
 #    to the paper's LLaMA-7B numbers;
-# 4. checks, in code, whether the paper's qualitative pattern (paper-spec §8, targets 1 and 2)
-#    holds for this run;
+# 4. decides, from 95% intervals, whether this run is consistent with the paper's qualitative
+#    pattern (paper-spec §8, targets 1 and 2), inconsistent with it, or cannot tell;
 # 5. composes a knockout of its own from blocks, one that also reaches inside the
 #    demonstrations.
 #
@@ -93,9 +93,9 @@ from icl_tokens.analysis.tables import (
     hidden_counts,
     paper_layout,
     pattern_checks,
-    task_means,
     validity_table,
 )
+from icl_tokens.analysis.verdicts import icl_status, pattern_summary, verdicts
 from icl_tokens.categorize import categorize
 from icl_tokens.data import DataUnavailableError, load_task_data
 from icl_tokens.engine import LabelSet, PrefixCache, score_items
@@ -495,41 +495,76 @@ fig.show()
 # 2. **Standard ICL − X (Table 3):** `icl-template` is the largest drop, while `icl-content` and
 #    `icl-stopword` stay within about 2 points of Standard ICL.
 #
-# The next cell computes each check for this run (both metrics) and, as a calibration, for the
-# paper's own numbers on the same tasks and on all six tasks. A check can fail on the paper's
-# numbers too when only a few tasks are used. For the "within about 2 points" checks it also
-# prints the standard error of the paired difference over test examples: a difference within
-# about two standard errors of the threshold is not evidence either way.
+# The next cell decides each pattern on this run's rows with `verdicts`, from the one
+# declaration of each pattern (`icl_tokens.experiments.representation.PATTERNS`). Each claim is a
+# paired effect (for example `+template − +stopword`, in points), estimated per task on the
+# crossed seeds × examples design and averaged over the tasks, with a 95% interval. A pattern
+# reads **consistent** when every claim's interval lies on the paper's side (for "within about
+# 2 points": the 90% interval lies inside ±2.5, an equivalence test), **inconsistent** when an
+# interval lies on the other side, and **inconclusive** otherwise. With 1–2 seeds and tens of
+# examples the intervals are wide, so "inconclusive" is the common answer: this run cannot tell,
+# which is not the same as the pattern failing.
+
+# %%
+METRICS = ["acc_gen", "acc_label"] if SCORING == "generate" else ["acc_label"]
+
+
+def verdict_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """pattern × metric: the verdict and each claim's effect [95% interval], from `verdicts`."""
+    parts = {m: pattern_summary(verdicts(frames, metric=m)) for m in METRICS}
+    out = pd.concat(parts, names=["metric", None]).reset_index(level=0)
+    return (out.sort_values("pattern", kind="stable")
+            .set_index(["name", "metric"])[["verdict", "evidence"]])
+
+
+with pd.option_context("display.max_colwidth", 120):
+    display(verdict_table({"representation": results}))
+
+# %% [markdown]
+# Knockouts say something only where the model learns from its demonstrations. Per task,
+# Standard ICL against zero-shot (paired, same interval method) and against chance; a task with
+# `does_icl` False adds noise to the averages above (`verdicts(..., tasks={model: [...]})`
+# averages over chosen tasks only, as the `reproduce` report does):
+
+# %%
+status = pd.concat([icl_status(results, m) for m in METRICS], ignore_index=True)
+display(status[["task", "metric", "icl", "icl_low", "icl_high", "zero_shot", "chance", "gain",
+                "gain_low", "gain_high", "does_icl"]])
+
+# %% [markdown]
+# The paper's printed task means have no rows behind them, so they cannot get an interval: the
+# same declared patterns read on them as **point values, no test** ("holds" / "does not hold"),
+# on the tasks run here and on all six. A pattern can fail on the paper's own numbers when only
+# a few tasks are averaged.
 
 # %%
 paper_all = paper_condition_table(PAPER_MODEL)
-check_table = pd.DataFrame({
-    "ours, acc_gen": pattern_checks(task_means(acc_gen), results, "correct"),
-    "ours, acc_label": pattern_checks(task_means(acc_label), results, "label_correct"),
+paper_points = pd.DataFrame({
     f"{PAPER_MODEL}, these tasks": pattern_checks(paper.mean(axis=1)),
     f"{PAPER_MODEL}, all 6 tasks": pattern_checks(paper_all.mean(axis=1)),
 })
-with pd.option_context("display.max_colwidth", 80):
-    display(check_table)
+paper_points.index.name = "pattern (paper's numbers: point values, no test)"
+with pd.option_context("display.max_colwidth", 100):
+    display(paper_points)
 
 # %% [markdown]
-# How to read the check table (it says *whether* each pattern holds; the prose here does not
-# assume it):
+# How to read the verdict table (it says what this run shows; the prose here does not assume
+# it):
 #
-# * **Target 1.** If `+template` beats `+stopword` and `+content`, the test example gets more
-#   out of the template tokens' representations than out of the words of the demonstrations,
-#   even though TEMP is by far the smallest kind (see the token counts above). That is the
-#   paper's central claim. If it does not hold here, look at the `valid generations` table: a
-#   small model that stops producing label words under a mask fails acc_gen for a different
-#   reason than losing the task information, and acc_label separates the two.
+# * **Target 1.** Consistent means `+template` beats `+stopword`, which beats `+content`, by more
+#   than the noise: the test example gets more out of the template tokens' representations than
+#   out of the words of the demonstrations, even though TEMP is by far the smallest kind (see
+#   the token counts above). That is the paper's central claim. If acc_gen and acc_label
+#   disagree, look at the `valid generations` table: a small model that stops producing label
+#   words under a mask fails acc_gen for a different reason than losing the task information.
 # * **Target 2.** `icl-template` usually leaves *more* demonstration tokens visible than
 #   `+template` (all of `D_in`; compare the hidden counts above), yet in the paper it is the
 #   worst `icl-` condition. The paper's reading: the template tokens' representations cannot be
 #   replaced by the content they follow. `icl-content` close to Standard ICL would say the opposite
 #   about CONT: its information reaches the test example through other tokens' representations.
 #   The paper reads the stopwords as "synthesis checkpoints" for the content before them.
-# * With 1-2 seeds and tens of examples the standard errors are several points, so "within about
-#   2 points" can only fail clearly when the difference is several standard errors away.
+# * **Inconclusive** is read off the interval: if it spans both sides of 0 (or of ±2.5 for 2b),
+#   more seeds or examples are needed; its width says how much.
 #
 # <details><summary>Why the cached engine gives the same answers as running every prompt</summary>
 #
@@ -685,8 +720,10 @@ if check_no_colon_knockout(no_colon_knockout):
 # * The knockout is a −∞ on the test example's attention scores to hidden demonstration keys,
 #   in every layer and head; the demonstrations themselves are untouched, which canary 2
 #   confirms and which makes one cached prefix enough for every condition.
-# * The check table states, for this run, whether the template tokens' representations matter
-#   more than the stopwords' and the content's, as the paper found for all four LLaMA models.
+# * The verdict table states, for this run and with 95% intervals, whether it is consistent
+#   with the template tokens' representations mattering more than the stopwords' and the
+#   content's (as the paper found for all four LLaMA models), inconsistent with it, or
+#   inconclusive; the paper's own numbers are point values, with no test.
 # * Report acc_gen and acc_label together: their gap comes mostly from generations that are not
 #   label words (the `valid generations` table), and a mask can change that share without
 #   changing which label the model prefers.

@@ -40,7 +40,8 @@
 #    the paper's Tables 3 and 4;
 # 3. looks at what the model generates when the template is gone, and when one `:` comes back;
 # 4. runs the template-part conditions and draws them as a heatmap beside the paper's;
-# 5. checks, in code, which of the paper's patterns (paper-spec §8, targets 3–5) this run shows.
+# 5. decides, from 95% intervals, whether this run is consistent with the paper's patterns
+#    (paper-spec §8, targets 3–5), inconsistent with them, or cannot tell.
 #
 # Token categories are explained in notebook 01, the representation-level knockout in 02.
 
@@ -78,12 +79,9 @@ import torch
 from IPython.display import HTML, display
 
 from icl_tokens.ablation import CONDITION_LABELS, Block, Knockout, Sel
-from icl_tokens.analysis.tables import (
-    accuracy_table,
-    format_accuracy_table,
-    hidden_counts,
-    paired_se,
-)
+from icl_tokens.analysis.compare import compare
+from icl_tokens.analysis.tables import accuracy_table, format_accuracy_table, hidden_counts
+from icl_tokens.analysis.verdicts import pattern_summary, verdicts
 from icl_tokens.categorize import categorize
 from icl_tokens.data import DataUnavailableError, load_task_data
 from icl_tokens.episodes import sample_episode
@@ -95,11 +93,13 @@ from icl_tokens.experiments.template_parts import (
     PartsConfig,
     run_template_parts,
 )
+from icl_tokens.experiments.template_parts import PATTERNS as PART_PATTERNS
 from icl_tokens.experiments.token_level import (
     TABLE4_ROWS,
     TokenAblationConfig,
     run_token_ablation,
 )
+from icl_tokens.experiments.token_level import PATTERNS as TOKEN_PATTERNS
 from icl_tokens.models import load_model, load_tokenizer, model_info
 from icl_tokens.plotting import imshow, save_figure, token_category_html, token_text
 from icl_tokens.plotting import visible_whitespace as vis
@@ -275,7 +275,7 @@ if check_removal_mask(drop_mask):
 # their representations from the test example (notebook 02's `icl-content`) or removing them from
 # the prompt (`icl-content` here)? Will removing the template tokens take Gemma-3-270M to about
 # 0 % acc_gen, as it takes the paper's models, and will the final `:` bring it back? Write your
-# guesses down; the tables and the check table below answer.
+# guesses down; the tables and the verdict table below answer.
 
 # %%
 def out_path(name: str, task: str) -> str | None:
@@ -516,104 +516,95 @@ display((part_summary * 100).unstack("task").reindex(list(PART_CONDITIONS)))
 # %% [markdown]
 # ## What this run shows, and where it departs from the paper
 #
-# The paper's qualitative targets (paper-spec §8), computed from the tables above for our run
-# (acc_gen and acc_label, averaged over the tasks) and, as a calibration, for the paper's own
-# numbers on the same tasks and on all six. "n/a" means the paper prints no number for it.
+# The paper's targets 3–5 (paper-spec §8), declared once beside their experiments
+# (`token_level.PATTERNS`, `template_parts.PATTERNS`) and decided by `verdicts` on our rows:
 #
-# * **3a**: removing CONT tokens costs more than hiding CONT representations (Table 4 vs 3).
-# * **3b**: removing STOP tokens costs little (within 2.5 points; Table 4).
-# * **4a**: token-level −TEMP gives about 0 % (≤ 5 %) acc_gen.
+# * **3**: removing CONT tokens costs more than hiding their representations (Table 4 vs 3);
+# * **4a**: token-level −TEMP gives about 0 % (at most 5 %);
 # * **4b**: restoring the final `:` comes back to within 15 points of Standard ICL;
-#   **4c**: the same with the colons restored in the demonstrations too (our variant).
 # * **5a**: hiding the `:` tokens lowers TEMP-only accuracy (labels visible);
-#   **5b**: with the labels visible, keeping `T_out` beats keeping `T_in`;
-#   **5c**: hiding the labels lowers TEMP-only accuracy.
+#   **5b**: with the labels visible, keeping `T_out` beats keeping `T_in`.
+#
+# Each claim is a paired effect in points, estimated per task on the crossed seeds × examples
+# design and averaged over the tasks, with a 95% interval. The table reads **consistent** when
+# every interval lies on the paper's side, **inconsistent** when one lies on the other side,
+# **inconclusive** when an interval straddles the line: then this run cannot tell, and the
+# interval's width says how far off it is.
 
 # %%
-def mean_over_tasks(table: pd.DataFrame) -> pd.Series:
-    return table.pivot(index="condition", columns="task", values="mean").mean(axis=1)
+METRICS = ["acc_gen", "acc_label"] if SCORING == "generate" else ["acc_label"]
+PATTERNS = TOKEN_PATTERNS + PART_PATTERNS
+frames = {"representation": rep_results, "token": tok_results, "parts": part_results}
 
 
-def checks(rep: pd.Series, tok: pd.Series, parts: pd.Series) -> dict[str, str]:
-    """Targets 3–5 as 'holds' / 'does not hold' / 'n/a' lines (inputs: condition → accuracy)."""
-    def line(ok: object, text: str) -> str:
-        if ok is None:
-            return "n/a (no number printed)"
-        return f"{'holds' if ok else 'does not hold'} ({text})"
-
-    def get(s: pd.Series, c: str) -> float:
-        return float(s.get(c, np.nan))
-
-    def cmp(x: float, y: float, ok: bool) -> bool | None:
-        return None if np.isnan(x) or np.isnan(y) else ok
-
-    ct, cr = get(tok, "icl") - get(tok, "icl-content"), get(rep, "icl") - get(rep, "icl-content")
-    ds = get(tok, "icl-stopword") - get(tok, "icl")
-    zt = get(tok, "icl-template")
-    out = {
-        "3a. removing CONT costs more than hiding it":
-            line(cmp(ct, cr, ct > cr), f"cost removed {ct:.1f} vs hidden {cr:.1f}"),
-        "3b. removing STOP costs ≤ 2.5": line(cmp(ds, 0, abs(ds) <= 2.5), f"Δ {ds:+.1f}"),
-        "4a. removing TEMP gives ≤ 5 %": line(cmp(zt, 0, zt <= 5), f"{zt:.1f}"),
-    }
-    for label, c in (("4b. restoring ':' recovers", "icl-template+last"),
-                     ("4c. restoring ':' in demos too recovers", RESTORED)):
-        d = get(tok, c) - get(tok, "icl")
-        out[f"{label} (within 15)"] = line(cmp(d, 0, abs(d) <= 15), f"Δ {d:+.1f}")
-    p = {c: get(parts, c) for c in ("temp+label", "temp-colon+label", "t_out+label",
-                                    "t_in+label", "temp-label")}
-    out["5a. hiding ':' lowers TEMP+D_out"] = line(
-        cmp(p["temp+label"], p["temp-colon+label"], p["temp+label"] > p["temp-colon+label"]),
-        f"{p['temp+label']:.1f} vs w/o : {p['temp-colon+label']:.1f}")
-    out["5b. only T_out > only T_in (D_out visible)"] = line(
-        cmp(p["t_out+label"], p["t_in+label"], p["t_out+label"] > p["t_in+label"]),
-        f"{p['t_out+label']:.1f} vs {p['t_in+label']:.1f}")
-    out["5c. hiding D_out lowers TEMP"] = line(
-        cmp(p["temp+label"], p["temp-label"], p["temp+label"] > p["temp-label"]),
-        f"{p['temp+label']:.1f} vs {p['temp-label']:.1f}")
-    return out
+def verdict_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """pattern × metric: the verdict and each claim's effect [95% interval], from `verdicts`."""
+    parts = {m: pattern_summary(verdicts(frames, PATTERNS, metric=m)) for m in METRICS}
+    out = pd.concat(parts, names=["metric", None]).reset_index(level=0)
+    return (out.sort_values("pattern", kind="stable")
+            .set_index(["name", "metric"])[["verdict", "evidence"]])
 
 
-def ours(metric: str) -> dict[str, str]:
-    return checks(mean_over_tasks(accuracy_table(rep_results, metric)),
-                  mean_over_tasks(accuracy_table(tok_results, metric)),
-                  mean_over_tasks(accuracy_table(part_results, metric)))
+with pd.option_context("display.max_colwidth", 120):
+    display(verdict_table(frames))
+
+# %% [markdown]
+# The paper's printed task means have no rows behind them: the same declared patterns read on
+# them as **point values, with no test** (Table 3, Table 4 with its −TEMP 0 % from the text,
+# Table 5), on the tasks run here and on all six. The paper prints no number for the restored
+# `:`, so 4b is n/a there.
+
+# %%
+def paper_points(rep: pd.Series, tok: pd.Series, parts: pd.Series) -> dict[str, str]:
+    """Each pattern on the paper's task means (condition → accuracy per experiment)."""
+    means = {"representation": rep, "token": tok, "parts": parts}
+
+    def mean_of(experiment: str, cell: str) -> float | None:
+        v = means[experiment].get(cell)
+        return None if v is None or pd.isna(v) else float(v)
+
+    return {p.title: p.point_check(mean_of) or "n/a (no number printed)" for p in PATTERNS}
 
 
 paper_all_parts = paper_cells_table(PAPER_CELLS, PAPER_MODEL)
-check_table = pd.DataFrame({
-    "ours, acc_gen": ours("correct"),
-    "ours, acc_label": ours("label_correct"),
-    f"{PAPER_MODEL}, these tasks": checks(paper3.mean(axis=1), paper4.mean(axis=1),
-                                          paper_parts.mean(axis=1)),
-    f"{PAPER_MODEL}, all 6 tasks": checks(paper_condition_table(PAPER_MODEL).mean(axis=1),
-                                          paper4_all.mean(axis=1),
-                                          paper_all_parts.mean(axis=1)),
+paper_table = pd.DataFrame({
+    f"{PAPER_MODEL}, these tasks": paper_points(paper3.mean(axis=1), paper4.mean(axis=1),
+                                                paper_parts.mean(axis=1)),
+    f"{PAPER_MODEL}, all 6 tasks": paper_points(paper_condition_table(PAPER_MODEL).mean(axis=1),
+                                                paper4_all.mean(axis=1),
+                                                paper_all_parts.mean(axis=1)),
 })
-with pd.option_context("display.max_colwidth", 60):
-    display(check_table)
+paper_table.index.name = "pattern (paper's numbers: point values, no test)"
+with pd.option_context("display.max_colwidth", 100):
+    display(paper_table)
 
 # %% [markdown]
-# The paired standard error (over task, seed and example) of the 3a difference, i.e. of
-# "hidden −CONT minus removed −CONT", and of the 4b difference; a difference within about two
-# standard errors of its threshold is not evidence either way:
+# Four more contrasts are worth reading, though the paper states no pattern for them: removing
+# STOP tokens, restoring the colons in the demonstrations too (our variant of 4b, against
+# Standard ICL and against restoring the last `:` only), and hiding the label words from the
+# TEMP-only knockout. `compare(rows, a, b)` gives the paired effect `b − a` on the same crossed
+# design and says in words whether its 95% interval excludes 0; there is no threshold to pass.
 
 # %%
-both = pd.concat([tok_results, rep_results.assign(condition="hidden:" + rep_results.condition)],
-                 ignore_index=True)
-n_pairs = int((tok_results["condition"] == "icl").sum())
-print(f"3a: SE {paired_se(both, 'correct', 'hidden:icl-content', 'icl-content'):.1f} points | "
-      f"4b: SE {paired_se(tok_results, 'correct', 'icl-template+last', 'icl'):.1f} points "
-      f"({n_pairs} paired rows)")
+EXTRA = {
+    "removing STOP tokens": (tok_results, "icl", "icl-stopword"),
+    "restoring ':' in the demonstrations too, vs Standard ICL": (tok_results, "icl", RESTORED),
+    "restoring ':' in the demonstrations too, vs the last ':' only":
+        (tok_results, "icl-template+last", RESTORED),
+    "hiding D_out from the TEMP-only knockout": (part_results, "temp+label", "temp-label"),
+}
+for m in METRICS:
+    print(m)
+    for what, (rows_m, a, b) in EXTRA.items():
+        print(f"  {what} ({b} − {a}): {compare(rows_m, a, b, metric=m).reading()}")
 
-# %% [markdown]
 # ## What to look for
 #
-# The check table says *whether* each pattern holds for this run; read it with these in mind.
-# Gemma-3-270M is 10 to 100 times smaller than the paper's models, and 2 seeds of tens of
-# examples are noisy.
+# Read the verdicts with these in mind. Gemma-3-270M is 10 to 100 times smaller than the
+# paper's models, and 2 seeds of tens of examples are noisy: an inconclusive verdict says the
+# interval is too wide to tell, not that the pattern fails.
 #
-# * **3a (aggregation).** If it holds, the content of the demonstrations matters (removing it
+# * **3 (aggregation).** If it is consistent, the content of the demonstrations matters (removing it
 #   hurts) but the test example does not need to *read* it (hiding it costs little): it reaches
 #   the answer through the representations of the tokens after it. That is the paper's reading.
 #   Look at the row counts: `icl-content` also strips the test input to its stopwords and
@@ -621,19 +612,22 @@ print(f"3a: SE {paired_se(both, 'correct', 'hidden:icl-content', 'icl-content'):
 #   representation level never touches the test example. `TokenAblationConfig(scope="demos")`
 #   keeps the test example intact and separates the two.
 # * **4a (the −TEMP collapse).** The paper reads its 0 % as "no explicit cue to generate a
-#   label". If our `icl-template` is far above 0, look at `valid`: a model that keeps writing
-#   label words has taken the cue from the demonstrations' own shape (`{D_in}\n {label}\n\n`,
-#   repeated k times) instead of from the template words. acc_gen of a model that still answers
-#   is just its accuracy, and acc_label tells how much task information survives.
-# * **4b/4c (the restored `:`).** If `icl-template+last` stays low while
-#   `icl-template+last+demos` recovers, the single `:` is not a cue by itself: it works when the
-#   demonstrations show `:` followed by a label. Look at the continuations: a newline after the
-#   restored `:` means the model reads `\n:` as something other than "answer here". The paper
-#   restores only the test example's `:` and gives no numbers.
-# * **5a–5c (template parts).** With labels visible, the paper finds `:` and `D_out` carry much
-#   of the information and `T_out` more than `T_in`. With labels hidden its results are
-#   unstable (Table 6). A small model that writes no label words without seeing them scores
-#   0 acc_gen in every label-hidden cell; then only acc_label and the valid share say anything.
+#   label". If 4a is inconsistent (our `icl-template` well above 5 %), look at `valid`: a
+#   model that keeps writing label words has taken the cue from the demonstrations' own shape
+#   (`{D_in}\n {label}\n\n`, repeated k times) instead of from the template words. acc_gen of
+#   a model that still answers is just its accuracy, and acc_label tells how much task
+#   information survives.
+# * **4b and its variant (the restored `:`).** If 4b is not consistent while the `compare`
+#   line for the colons restored in the demonstrations too shows a clear gain over the last `:`
+#   only, the single `:` is not a cue by itself: it works when the demonstrations show `:`
+#   followed by a label. Look at the continuations: a newline after the restored `:` means the
+#   model reads `\n:` as something other than "answer here". The paper restores only the test
+#   example's `:` and gives no numbers.
+# * **5a, 5b and the hidden labels (template parts).** With labels visible, the paper finds
+#   `:` and `D_out` carry much of the information and `T_out` more than `T_in`. With labels
+#   hidden its results are unstable (Table 6). A small model that writes no label words without
+#   seeing them scores 0 acc_gen in every label-hidden cell; then only acc_label and the valid
+#   share say anything.
 #
 # <details><summary>Why each token-level condition needs its own cached prefix</summary>
 #
@@ -669,7 +663,10 @@ print(f"3a: SE {paired_se(both, 'correct', 'hidden:icl-content', 'icl-content'):
 #   removes; the runs use the same rules.
 # * The representation level and the token level ran on the same episodes; their Standard ICL
 #   rows are identical (the canary), so the cost table compares like with like.
-# * The check table states, for this run, whether removing content hurts more than hiding it,
-#   whether removing the template collapses acc_gen, and whether one `:` brings it back.
+# * The verdict table states, for this run and with 95% intervals, whether it is consistent
+#   with removing content hurting more than hiding it, with removing the template collapsing
+#   acc_gen, and with one `:` bringing it back, inconsistent with it, or inconclusive; the
+#   paper's own numbers are point values with no test, and the contrasts outside §8 are
+#   `compare` effects, not rules.
 # * Template parts are representation-level knockouts over template roles; the heatmap puts our
 #   grid beside the paper's Tables 5 and 6.
