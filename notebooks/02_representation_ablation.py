@@ -95,7 +95,7 @@ from icl_tokens.analysis.tables import (
     pattern_checks,
     validity_table,
 )
-from icl_tokens.analysis.verdicts import icl_status, pattern_summary, verdicts
+from icl_tokens.analysis.verdicts import icl_status, verdict_table
 from icl_tokens.categorize import categorize
 from icl_tokens.data import DataUnavailableError, load_task_data
 from icl_tokens.engine import LabelSet, PrefixCache, score_items
@@ -509,16 +509,8 @@ fig.show()
 METRICS = ["acc_gen", "acc_label"] if SCORING == "generate" else ["acc_label"]
 
 
-def verdict_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """pattern × metric: the verdict and each claim's effect [95% interval], from `verdicts`."""
-    parts = {m: pattern_summary(verdicts(frames, metric=m)) for m in METRICS}
-    out = pd.concat(parts, names=["metric", None]).reset_index(level=0)
-    return (out.sort_values("pattern", kind="stable")
-            .set_index(["name", "metric"])[["verdict", "evidence"]])
-
-
 with pd.option_context("display.max_colwidth", 120):
-    display(verdict_table({"representation": results}))
+    display(verdict_table({"representation": results}, METRICS))
 
 # %% [markdown]
 # Knockouts say something only where the model learns from its demonstrations. Per task,

@@ -83,7 +83,7 @@ from IPython.display import HTML, display
 
 from icl_tokens.ablation import condition_knockout
 from icl_tokens.analysis.tables import format_accuracy_table
-from icl_tokens.analysis.verdicts import pattern_summary, verdicts
+from icl_tokens.analysis.verdicts import verdict_table
 from icl_tokens.categorize import categorize
 from icl_tokens.data import DataUnavailableError, load_task_data
 from icl_tokens.episodes import sample_episode
@@ -386,16 +386,8 @@ _ = show(10, "label_correct")
 METRICS = ["acc_gen", "acc_label"] if SCORING == "generate" else ["acc_label"]
 
 
-def verdict_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """pattern × metric: the verdict and the claim's effect [95% interval], from `verdicts`."""
-    parts = {m: pattern_summary(verdicts(frames, metric=m)) for m in METRICS}
-    out = pd.concat(parts, names=["metric", None]).reset_index(level=0)
-    return (out.sort_values("pattern", kind="stable")
-            .set_index(["name", "metric"])[["verdict", "evidence"]])
-
-
 with pd.option_context("display.max_colwidth", 120):
-    display(verdict_table({"variants": results}))
+    display(verdict_table({"variants": results}, METRICS))
 
 # %% [markdown]
 # The paper's printed tables have no rows behind them: the same declared patterns read on its

@@ -38,7 +38,7 @@ from .inference import (
 )
 
 __all__ = ["VERDICTS", "all_patterns", "pattern_by_key", "decide", "cell_rows", "icl_status",
-           "verdicts", "pattern_summary"]
+           "verdicts", "pattern_summary", "verdict_table"]
 
 #: The three states.
 VERDICTS = ("consistent", "inconsistent", "inconclusive")
@@ -225,3 +225,13 @@ def pattern_summary(v: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
                      "verdict": g["verdict"].iloc[0], "evidence": "; ".join(g.apply(fmt, axis=1)),
                      "tasks": g["tasks"].iloc[0]})
     return pd.DataFrame(rows)
+
+
+def verdict_table(frames: Mapping[str, pd.DataFrame], metrics: Sequence[str],
+                  patterns: Sequence[Pattern] | None = None) -> pd.DataFrame:
+    """(pattern, metric) × (verdict, evidence): :func:`pattern_summary` of :func:`verdicts` for
+    each metric, for a notebook to display."""
+    parts = {m: pattern_summary(verdicts(frames, patterns, metric=m)) for m in metrics}
+    out = pd.concat(parts, names=["metric", None]).reset_index(level=0)
+    return (out.sort_values("pattern", kind="stable")
+            .set_index(["name", "metric"])[["verdict", "evidence"]])
