@@ -219,3 +219,22 @@ def test_pooled_exact_bound_tasks_stay_wide():
     pooled = pool_tasks(ests)
     assert pooled.ci_low < 0 < pooled.ci_high
     assert pooled.ci_high - pooled.ci_low > 60
+
+
+def test_compare_on_every_tidy_file_of_the_committed_smoke_folder(capsys):
+    """`compare --json` on a reproduce folder's tidy rows of every level; the folder itself is
+    refused when a condition is in several of its files (one line, exit 2)."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "results" / "smoke-gemma-3-270m"
+    pairs = {"representation": "icl,icl-content", "nltk": "icl,+template",
+             "token": "icl,icl-template", "parts": "temp+label,temp-colon+label",
+             "variants": "original|icl,swap|icl"}
+    for exp, pair in pairs.items():
+        assert main(["compare", str(folder / "tidy" / f"{exp}.csv"), "--conditions", pair,
+                     "--json"]) == 0, exp
+        out = json.loads(capsys.readouterr().out)
+        assert out["n_examples"] == 6 and out["n_seeds"] == 1  # six tasks, one example each
+    assert main(["compare", str(folder), "--conditions", "icl,icl-content"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "in several files" in err and "\n" not in err

@@ -140,6 +140,12 @@ def compare(rows: pd.DataFrame, a: str, b: str, metric: str = "acc_gen", *,
         if c not in set(rows["condition"]):
             raise ValueError(f"condition {c!r} is not in the rows (they hold "
                              f"{sorted(map(str, set(rows['condition'])))}).")
+        if "source" in rows.columns:
+            files = sorted(set(rows.loc[rows.condition == c, "source"]))
+            if len(files) > 1:
+                raise ValueError(f"condition {c!r} is in several files ({', '.join(files)}), "
+                                 "e.g. Standard ICL of several experiments; pass the one file "
+                                 "that holds both conditions.")
     groups, ests, seeds = [], [], []
     for (model, task), g in rows.groupby(["model", "task"], sort=False):
         ga, gb = g[g.condition == a], g[g.condition == b]

@@ -19,7 +19,7 @@ __all__ = ["add_compare_parsers", "cmd_compare", "cmd_power", "read_rows"]
 
 def read_rows(paths: Sequence[str]) -> pd.DataFrame:
     """The tidy rows of CSV files and/or results folders (a folder: its ``tidy/*.csv[.gz]`` or,
-    failing that, its ``*.csv``)."""
+    failing that, its ``*.csv``), with a ``source`` column naming each row's file."""
     from ..results.tidy import read_tidy
 
     files: list[Path] = []
@@ -33,7 +33,7 @@ def read_rows(paths: Sequence[str]) -> pd.DataFrame:
             files += found
         else:
             files.append(p)
-    return pd.concat([read_tidy(f) for f in files], ignore_index=True)
+    return pd.concat([read_tidy(f).assign(source=str(f)) for f in files], ignore_index=True)
 
 
 def _pair(text: str) -> tuple[str, str]:
