@@ -208,7 +208,11 @@ def test_power_cli_prints_a_plan(tmp_path, capsys):
     assert "--effect must be > 0" in capsys.readouterr().err
     assert main(["power", str(path), "--effect", "0.2", "--metric", "margin"]) == 0
     out = capsys.readouterr().out
-    assert "var_seed" in out and "examples needed" in out
+    assert "var_seed" in out and "examples needed" in out and "per pair" in out
+    assert main(["power", str(path), "--effect", "0.2", "--metric", "margin", "--seeds", "4,9",
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert {"4 seeds", "9 seeds", "pair"} <= set(got["per_pair"][0])
 
 
 def test_pooled_exact_bound_tasks_stay_wide():

@@ -32,7 +32,8 @@ from .inference import (
     variance_components,
 )
 
-__all__ = ["default_pairs", "pilot_components", "power_of", "detectable_effect", "plan"]
+__all__ = ["default_pairs", "pilot_components", "power_of", "detectable_effect", "plan",
+           "plan_pairs"]
 
 
 def default_pairs(conditions: Sequence[str]) -> list[tuple[str, str]]:
@@ -135,6 +136,24 @@ def plan(comps: pd.DataFrame, effect: float, *, power: float = 0.8, alpha: float
                         "examples_every_pair": every,
                         "rows_every_pair": s * every if math.isfinite(every) else float("nan"),
                         "hardest_pair": f"{g.iloc[worst]['a']} − {g.iloc[worst]['b']}"})
+    return pd.DataFrame(out)
+
+
+def plan_pairs(comps: pd.DataFrame, effect: float, *, power: float = 0.8, alpha: float = 0.05,
+               seeds: Sequence[int] = (3, 5, 8, 10, 15, 20, 30), max_examples: int = 500
+               ) -> pd.DataFrame:
+    """Per (model, task, pair): the fewest examples (<= ``max_examples``) that detect
+    ``effect`` with ``power`` for each number of seeds; columns ``model, task, pair`` and one
+    per seed count (NaN: not reachable)."""
+    if effect <= 0:
+        raise ValueError(f"--effect must be > 0 (the paired difference to detect), got {effect}.")
+    out = []
+    for _, r in comps.iterrows():
+        row = {"model": r["model"], "task": r["task"], "pair": f"{r['a']} − {r['b']}"}
+        for s in seeds:
+            n = _min_examples(r, effect, s, power, alpha, max_examples)
+            row[f"{s} seeds"] = float("nan") if n is None else float(n)
+        out.append(row)
     return pd.DataFrame(out)
 
 

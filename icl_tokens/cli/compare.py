@@ -36,6 +36,16 @@ def read_rows(paths: Sequence[str]) -> pd.DataFrame:
     return pd.concat([read_tidy(f).assign(source=str(f)) for f in files], ignore_index=True)
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 5,10,15; got {text!r}.") from None
+    if not vals or min(vals) < 2:
+        raise argparse.ArgumentTypeError(f"seed counts must be >= 2; got {text!r}.")
+    return vals
+
+
 def _pair(text: str) -> tuple[str, str]:
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2 or not all(parts):
@@ -66,6 +76,8 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--conditions", type=_pair, default=None, metavar="A,B",
                    help="plan for this pair only (default: the pairs the tables test)")
     p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--seeds", type=_int_list, default=[3, 5, 8, 10, 15, 20, 30],
+                   help="the numbers of seeds to plan for, e.g. 5,10,15")
     p.add_argument("--max-examples", type=int, default=500)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler="icl_tokens.cli.compare:cmd_power")
@@ -83,7 +95,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_power(args: argparse.Namespace) -> int:
     from ..analysis.compare import prepare_rows
-    from ..analysis.power import default_pairs, pilot_components, plan
+    from ..analysis.power import default_pairs, pilot_components, plan, plan_pairs
 
     if not 0 < args.power < 1:
         raise ValueError(f"--power must be in (0, 1), got {args.power}.")
@@ -94,10 +106,13 @@ def cmd_power(args: argparse.Namespace) -> int:
         raise ValueError(f"no pair to plan for among the conditions {conds}; pass "
                          "--conditions A,B.")
     comps = pilot_components(rows, pairs, col)
-    table = plan(comps, args.effect, power=args.power, max_examples=args.max_examples)
+    kw = dict(power=args.power, max_examples=args.max_examples, seeds=args.seeds)
+    table = plan(comps, args.effect, **kw)
+    per_pair = plan_pairs(comps, args.effect, **kw)
     if args.json:
         print(json.dumps({"components": comps.to_dict("records"),
-                          "plan": table.to_dict("records")}, indent=2, default=float))
+                          "plan": table.to_dict("records"),
+                          "per_pair": per_pair.to_dict("records")}, indent=2, default=float))
         return 0
     unit = "points" if col in ("correct", "label_correct", "calibrated_correct") else "nats"
     print(f"pilot variance components of each paired difference ({unit}², {col}):")
@@ -109,6 +124,8 @@ def cmd_power(args: argparse.Namespace) -> int:
           "(two-sided, 5%), per number of seeds (blank: not reachable with at most "
           f"{args.max_examples} examples):")
     print(table.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.0f}"))
+    print("\nper pair (examples needed; blank: not reachable):")
+    print(per_pair.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.0f}"))
     print("\nnote: pilot variances from few seeds are noisy; rerun the planner on the larger run.",
           file=sys.stdout)
     return 0
