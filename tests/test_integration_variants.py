@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 import torch
 
+from icl_tokens.analysis.variants_report import format_variant_report
 from icl_tokens.engine import LabelSet, score_items
 from icl_tokens.experiments.runner import RunContext
 from icl_tokens.experiments.variants import (
     SETTINGS,
     VariantsConfig,
-    format_variant_report,
     paper_variant_table,
     run_variants,
     variant_items,

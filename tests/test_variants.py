@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from icl_tokens.analysis.variants_report import format_variant_report
 from icl_tokens.categorize import categorize
 from icl_tokens.cli import main
 from icl_tokens.engine import LabelSet, PrefixCache, score_items
@@ -31,7 +32,6 @@ from icl_tokens.experiments.variants import (
     Cell,
     VariantsConfig,
     colon_knockout,
-    format_variant_report,
     paper_variant_table,
     per_template_table,
     run_variants,

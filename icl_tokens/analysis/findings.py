@@ -16,28 +16,21 @@ import numpy as np
 import pandas as pd
 
 from .inference import ACCURACY_METRICS
+from .markdown import markdown_table
 from .stats import baseline_ttests, fmt_p, pairwise_ttests, table15_layout
 from .verdicts import icl_status, pattern_summary, verdicts
 
 if TYPE_CHECKING:
-    from .report import Results
+    from .folder import Results
 
 __all__ = ["DECISION_METRICS", "informative_tasks", "icl_table", "folder_verdicts",
            "verdict_markdown", "table15_frame", "baseline_markdown", "window_markdown",
-           "detectable_markdown", "display_model"]
+           "detectable_markdown"]
 
 #: The metrics verdicts are decided on (those a folder has): acc_gen (the paper's), calibrated
 #: accuracy, and the margin (nats).
 DECISION_METRICS = {"correct": "acc_gen", "calibrated_correct": "calibrated acc_label",
                     "margin": "gold log-prob margin (nats)"}
-
-
-def display_model(res: "Results") -> str:
-    """The model's name as a reader should see it (the checkpoint, e.g. *Instruct*)."""
-    from ..models.registry import KNOWN_MODELS
-
-    desc = KNOWN_MODELS.get(res.model, "")
-    return f"{res.model} ({desc.split(' (')[0]})" if desc else res.model
 
 
 def _metrics(res: "Results") -> list[str]:
@@ -64,7 +57,6 @@ def _num(v: float, metric: str) -> str:
 def icl_table(res: "Results") -> str:
     """Per task and metric: ICL, zero-shot, chance, the gain with its interval and p, and
     whether the task is informative."""
-    from .report import markdown_table
 
     rep = res.tidy.get("representation")
     if rep is None or not {"icl", "zero_shot"} <= set(rep["condition"]):
@@ -105,7 +97,6 @@ def folder_verdicts(res: "Results") -> pd.DataFrame:
 
 def verdict_markdown(v: pd.DataFrame) -> str:
     """The verdict table: pattern, verdict, effect [95% CI] of each claim, tasks averaged."""
-    from .report import markdown_table
 
     if v.empty:
         return "_No pattern could be decided from these rows._"
@@ -132,7 +123,6 @@ def table15_frame(res: "Results") -> pd.DataFrame | None:
 def baseline_markdown(res: "Results") -> str:
     """Paper-spec E3's baseline tests: each −X against Standard ICL (paired) and each +X against
     zero-shot (one-sample), seed-level with Holm, beside the crossed estimate."""
-    from .report import markdown_table
 
     rep = res.tidy.get("representation")
     if rep is None:
@@ -151,7 +141,6 @@ def baseline_markdown(res: "Results") -> str:
 def window_markdown(res: "Results") -> str:
     """Per experiment and task: how many scored prompts are longer than the model's sliding
     window (their local-attention layers cannot see the earliest demonstrations)."""
-    from .report import markdown_table
 
     window = res.provenance.get("model_info", {}).get("sliding_window")
     if window is None:
@@ -184,7 +173,6 @@ def detectable_markdown(res: "Results", power: float = 0.8) -> str:
     """The smallest paired acc_gen effect this folder's budget detects with 80% power, per task
     (median pair and hardest pair), from its own variance components."""
     from .power import default_pairs, detectable_effect, pilot_components
-    from .report import markdown_table
 
     rep = res.tidy.get("representation")
     if rep is None:

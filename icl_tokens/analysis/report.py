@@ -22,6 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .folder import Results, display_model, load_results
+from .markdown import markdown_table
+
 __all__ = ["Results", "PaperTable", "load_results", "paper_tables", "render_markdown",
            "write_report", "markdown_table", "METRICS"]
 
@@ -40,32 +43,6 @@ _TITLES = {
     14: "Table 14: representation level, NLTK stopwords (Appendix B)",
     15: "Table 15: pairwise comparisons (crossed estimate and the paper's t-tests over seeds)",
 }
-
-
-@dataclass
-class Results:
-    """A results folder: its provenance and each experiment's tidy rows."""
-
-    folder: Path
-    provenance: dict[str, Any]
-    tidy: dict[str, pd.DataFrame]
-
-    @property
-    def model(self) -> str:
-        return str(self.provenance["model"])
-
-    @property
-    def paper_model(self) -> str:
-        return str(self.provenance.get("paper_model", "Llama-7B"))
-
-    def note(self) -> str:
-        b = self.provenance["budget"]
-        srcs = sorted({d["source"] for d in self.provenance["data"].values()})
-        ex = "test example" if b["n_test"] == 1 else "test examples"
-        from .findings import display_model
-
-        return (f"model {display_model(self)}; budget {b['name']} (seeds {b['seeds']}, "
-                f"{b['n_test']} {ex} per seed, k = {b['k']}); data source {', '.join(srcs)}")
 
 
 @dataclass
@@ -141,41 +118,6 @@ def _fmt(mean: float, std: float, metric: str, n_seeds: int = 2) -> str:
     """``mean ± std`` over seeds; one seed has no spread to show."""
     d = 2 if metric == "margin" else 1
     return f"{mean:.{d}f}" if n_seeds < 2 else f"{mean:.{d}f} ± {std:.{d}f}"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured markdown table (``|`` in cells escaped)."""
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def load_results(folder: str | Path) -> Results:
-    """Read ``provenance.json`` and ``tidy/*.csv`` of a results folder."""
-    folder = Path(folder)
-    prov_path = folder / "provenance.json"
-    if not prov_path.is_file():
-        raise FileNotFoundError(f"{folder} is not a results folder (no provenance.json); make "
-                                "one with `python -m icl_tokens reproduce`.")
-    from ..results.tidy import read_tidy
-
-    try:
-        prov = json.loads(prov_path.read_text(encoding="utf-8"))
-        experiments = list(prov["experiments"])
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{prov_path}: not a valid provenance file ({e}); rerun the reproduce "
-                         "command that made the folder.") from None
-    tidy = {}
-    for exp in experiments:
-        p = folder / "tidy" / f"{exp}.csv"
-        if not p.is_file() and p.with_suffix(".csv.gz").is_file():
-            p = p.with_suffix(".csv.gz")
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} is missing; rerun the reproduce command (it resumes).")
-        tidy[exp] = read_tidy(p)
-    return Results(folder, prov, tidy)
 
 
 def _long(df: pd.DataFrame, metric: str, key: str = "condition") -> pd.DataFrame:
@@ -324,7 +266,6 @@ def render_markdown(res: Results, tables: dict[int, PaperTable] | None = None,
     every table in every metric, prompts over the sliding window, provenance."""
     from .findings import (
         detectable_markdown,
-        display_model,
         folder_verdicts,
         icl_table,
         verdict_markdown,

@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from .findings import DECISION_METRICS, display_model, folder_verdicts
-from .report import load_results, markdown_table, paper_tables, render_markdown
+from .findings import DECISION_METRICS, folder_verdicts
+from .folder import display_model, load_results
+from .markdown import markdown_table
+from .report import paper_tables, render_markdown
 
 __all__ = ["results_doc", "WHY"]
 

@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .probe import add_probe_parsers  # ``probe`` and ``attention`` (issue 8 points 3, 4)
 
-    add_probe_parsers(sub, _add_common, _int_list, _positive)
+    add_probe_parsers(sub, _add_common, _int_list, _positive, _non_negative)
 
     sub.add_parser("tasks", help="list the shipped task definitions")
     sub.add_parser("models", help="list the offline model names")

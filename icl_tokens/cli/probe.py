@@ -53,9 +53,9 @@ def attention_columns() -> list[str]:
 
 # ------------------------------------------------------------------ parser
 def add_probe_parsers(sub: Any, add_common: Callable[..., None], int_list: Any,
-                      positive: Any) -> None:
-    """Register ``probe`` and ``attention`` (from :func:`~icl_tokens.cli.parser.build_parser`)."""
-    from .parser import _non_negative
+                      positive: Any, non_negative: Any) -> None:
+    """Register ``probe`` and ``attention`` (from :func:`~icl_tokens.cli.parser.build_parser`,
+    which passes its argument types)."""
 
     p = sub.add_parser("probe", help="linear probes of the demonstration label (and the model's "
                        "answer) on hook_resid_post of every layer, with baseline and a "
@@ -76,7 +76,7 @@ def add_probe_parsers(sub: Any, add_common: Callable[..., None], int_list: Any,
                    help="inner group folds choosing C (default 3)")
     p.add_argument("--probe-seed", type=int, default=0,
                    help="seed of the fold assignment, the control labels and the shuffles")
-    p.add_argument("--permutations", type=_non_negative, default=20,
+    p.add_argument("--permutations", type=non_negative, default=20,
                    help="label shuffles across prompt groups for the permutation null, each "
                         "refitting every layer's probe (0: no null; default 20, the least for "
                         "a corrected p-value under 0.05)")

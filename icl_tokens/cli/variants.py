@@ -39,7 +39,8 @@ def _extension_text(df: Any, cfg: Any, metric: str) -> str:
 
 def cmd_variants(args: argparse.Namespace) -> int:
     """Run (or resume) the variant cells of one task and print the tables."""
-    from ..experiments.variants import VariantsConfig, format_variant_report, run_variants
+    from ..analysis.variants_report import format_variant_report
+    from ..experiments.variants import VariantsConfig, run_variants
     from .commands import _output_path
 
     out = _output_path(args.out, "variants.csv")

@@ -61,7 +61,7 @@ from .runner import RunContext, run_experiment
 __all__ = ["Cell", "Setting", "VariantsConfig", "SETTINGS", "TABLES", "COLON_ONLY",
            "VARIANT_COLUMNS", "colon_knockout", "variant_items", "run_variants",
            "setting_accuracy", "variant_table", "per_template_table", "paper_variant_table",
-           "variant_pattern_checks", "format_variant_report", "PATTERNS", "setting_rows"]
+           "variant_pattern_checks", "PATTERNS", "setting_rows"]
 
 #: Table 10's "Zero-shot + ':'": only the template colons and the label words visible.
 COLON_ONLY = "+colon"
@@ -387,41 +387,3 @@ def _complete(df: pd.DataFrame, table: int) -> bool:
     except ValueError:
         return False
     return have == {s.label for s in SETTINGS if s.table == table}
-
-
-def format_variant_report(df: pd.DataFrame, *, paper_model: str = "Llama-7B",
-                          metric: str = "correct", per_template: bool = True) -> str:
-    """Tables 8-10 (those present) in the paper's layout beside the paper's numbers, each
-    template's accuracy, and the §8 pattern checks 6-7 for ours and the paper's model."""
-    from ..analysis.tables import format_accuracy_table
-    from ..reference import PAPER_TASK_ORDER
-
-    what = {"correct": "acc_gen", "label_correct": "acc_label"}.get(metric, metric)
-    note = df.attrs.get("data")
-    lines: list[str] = []
-    paper: dict[int, pd.DataFrame] = {}
-    for table in TABLES:
-        if not _complete(df, table):
-            continue
-        t = variant_table(df, table, metric)
-        tasks = [x for x in dict.fromkeys(t["task"]) if x in PAPER_TASK_ORDER]
-        paper[table] = paper_variant_table(table, paper_model, tasks or None)
-        order = [s.label for s in SETTINGS if s.table == table]
-        caveat = "" if metric == "correct" else "; the paper's numbers are free generation"
-        lines += [f"Table {table} ({what}, %; mean ± std over templates × seeds{caveat}):",
-                  format_accuracy_table(t, paper[table] if tasks else None,
-                                        paper_label=f"paper {paper_model}", data_note=note,
-                                        order=order), ""]
-        if per_template:
-            lines += [f"Table {table}, each template ({what}, %, mean over seeds):",
-                      per_template_table(df, table, metric).round(1).to_string(), ""]
-    from ..analysis.verdicts import pattern_summary, verdicts
-
-    lines.append(f"paper-spec §8 verdicts, ours ({what}, averaged over the tasks run; effect and "
-                 "95% interval on the crossed seeds x examples design):")
-    ours_v = pattern_summary(verdicts({"variants": df}, PATTERNS, metric=metric))
-    lines += [f"  {r['name']}: {r['verdict']} ({r['evidence']})" for _, r in ours_v.iterrows()]
-    lines.append(f"the same patterns on the paper's {paper_model} (same tasks; printed means, "
-                 "no rows to test):")
-    lines += [f"  {k}: {v}" for k, v in variant_pattern_checks(paper).items()]
-    return "\n".join(lines)
