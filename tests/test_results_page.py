@@ -28,6 +28,10 @@ def _command() -> tuple[list[str], str | None, str]:
         i = argv.index("--note")
         note = argv[i + 1]
         argv = argv[:i] + argv[i + 2:]
+    if "--note-file" in argv:
+        i = argv.index("--note-file")
+        note = (ROOT / argv[i + 1]).read_text(encoding="utf-8").strip()
+        argv = argv[:i] + argv[i + 2:]
     i = argv.index("--doc")
     folders = argv[:i] + argv[i + 2:]
     return folders, note, m.group(1)

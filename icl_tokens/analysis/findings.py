@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from .inference import ACCURACY_METRICS
@@ -170,8 +169,8 @@ def window_markdown(res: "Results") -> str:
 
 
 def detectable_markdown(res: "Results", power: float = 0.8) -> str:
-    """The smallest paired acc_gen effect this folder's budget detects with 80% power, per task
-    (median pair and hardest pair), from its own variance components."""
+    """The smallest paired acc_gen difference this folder's budget detects with 80% power, per
+    pair and task, from its own variance components (the planner, ``power``)."""
     from .power import default_pairs, detectable_effect, pilot_components
 
     rep = res.tidy.get("representation")
@@ -179,16 +178,21 @@ def detectable_markdown(res: "Results", power: float = 0.8) -> str:
         return ""
     pairs = default_pairs(list(dict.fromkeys(rep["condition"])))
     comps = pilot_components(rep, pairs, "correct")
+    tasks = list(dict.fromkeys(comps["task"]))
+    sizes = {t: (int(g["pilot_seeds"].iloc[0]), int(g["pilot_examples"].iloc[0]))
+             for t, g in comps.groupby("task", sort=False)}
     body = []
-    for task, g in comps.groupby("task", sort=False):
-        s, e = int(g["pilot_seeds"].iloc[0]), int(g["pilot_examples"].iloc[0])
-        mde = np.array([detectable_effect(r, s, e, power) for _, r in g.iterrows()])
-        hard = g.iloc[int(np.argmax(mde))]
-        fmt = lambda x: "not detectable" if not math.isfinite(x) else f"{x:.1f}"  # noqa: E731
-        body.append([task, f"{s} x {e}", fmt(float(np.median(mde))), fmt(float(mde.max())),
-                     f"{hard['a']} − {hard['b']}"])
+    for (a, b), g in comps.groupby(["a", "b"], sort=False):
+        cells = []
+        for t in tasks:
+            r = g[g.task == t]
+            x = detectable_effect(r.iloc[0], *sizes[t], power) if len(r) else math.nan
+            cells.append("not detectable" if math.isinf(x) else "" if math.isnan(x)
+                         else f"{x:.1f}")
+        body.append([f"{a} − {b}"] + cells)
+    head = [f"{t} ({sizes[t][0]} x {sizes[t][1]})" for t in tasks]
     return ("Smallest paired acc_gen difference (points) this budget detects with "
             f"{power:.0%} power (two-sided, 5%), from its own variance components "
-            "(`python -m icl_tokens power`):\n\n"
-            + markdown_table(["task", "seeds x examples", "median pair", "hardest pair",
-                              "hardest pair is"], body))
+            "(`python -m icl_tokens power FOLDER --effect 5` plans a budget):\n\n"
+            + markdown_table(["pair"] + head, body))
+

@@ -46,6 +46,8 @@ def _wall_line(timing: Path) -> str:
 
 def _cell(g) -> str:  # type: ignore[no-untyped-def]
     """A verdict with the effect and interval of each of its claims."""
+    if not g["tasks"].iloc[0]:
+        return f"**{g['verdict'].iloc[0]}** (no task where the model does ICL on this metric)"
     acc = g["metric"].iloc[0] in ("correct", "label_correct", "calibrated_correct")
     d = 1 if acc else 2
     parts = [f"{r['effect']:+.{d}f} [{r['ci_low']:+.{d}f}, {r['ci_high']:+.{d}f}]"
@@ -74,7 +76,7 @@ def results_doc(folders: Sequence[str | Path], command: str, note: str | None = 
         for m in v["metric"].unique() if len(v) else []:
             cols.append((r, v[v.metric == m], m))
     for _, v, _ in cols:
-        keys += [k for k in v["name"] if k not in keys]
+        keys += [k for k in dict.fromkeys(v["name"]) if k not in keys]
     if cols:
         header = ["pattern"] + [f"{r.model} ({r.provenance['budget']['name']}), "
                                 f"{DECISION_METRICS.get(m, m)}" for r, _, m in cols]

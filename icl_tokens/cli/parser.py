@@ -236,6 +236,8 @@ def _add_reproduce_commands(sub: Any) -> None:
     p.add_argument("--note", default=None,
                    help="with --doc: a paragraph put under the page's title (e.g. which budget "
                         "and why)")
+    p.add_argument("--note-file", default=None,
+                   help="with --doc: read that paragraph from this (committed) file instead")
     p.set_defaults(handler="icl_tokens.cli.reproduce:cmd_report")
 
 

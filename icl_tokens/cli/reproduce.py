@@ -51,12 +51,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..analysis.report import write_report
     from ..analysis.results_page import results_doc
 
+    note = args.note
+    if args.note_file is not None:
+        if note is not None:
+            raise ValueError("pass --note or --note-file, not both.")
+        note = Path(args.note_file).read_text(encoding="utf-8").strip()
     for f in args.folders:
         write_report(f)
     if args.doc:
         command = "python -m icl_tokens " + " ".join(shlex.quote(a) for a in args.argv or [])
         Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.doc).write_text(results_doc(args.folders, command.strip(), args.note),
+        Path(args.doc).write_text(results_doc(args.folders, command.strip(), note),
                                   encoding="utf-8")
         print(f"wrote {args.doc}")
     for f in args.folders:
