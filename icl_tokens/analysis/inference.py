@@ -329,7 +329,9 @@ class SeedTest:
                 "n_seeds": self.n_seeds, "note": self.note}
 
     def format_p(self) -> str:
-        return f"{self.p:.4f}" if not math.isnan(self.p) else f"n/a ({self.note})"
+        if not math.isnan(self.p):
+            return f"{self.p:.4f}"
+        return self.note if self.note.startswith("n/a") else f"n/a ({self.note})"
 
 
 def seed_ttest(per_seed_diff: Sequence[float]) -> SeedTest:
