@@ -81,7 +81,7 @@ from IPython.display import HTML, display
 from icl_tokens.ablation import CONDITION_LABELS, Block, Knockout, Sel
 from icl_tokens.analysis.compare import compare
 from icl_tokens.analysis.tables import accuracy_table, format_accuracy_table, hidden_counts
-from icl_tokens.analysis.verdicts import pattern_summary, verdicts
+from icl_tokens.analysis.verdicts import verdict_table
 from icl_tokens.categorize import categorize
 from icl_tokens.data import DataUnavailableError, load_task_data
 from icl_tokens.episodes import sample_episode
@@ -536,17 +536,8 @@ METRICS = ["acc_gen", "acc_label"] if SCORING == "generate" else ["acc_label"]
 PATTERNS = TOKEN_PATTERNS + PART_PATTERNS
 frames = {"representation": rep_results, "token": tok_results, "parts": part_results}
 
-
-def verdict_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """pattern × metric: the verdict and each claim's effect [95% interval], from `verdicts`."""
-    parts = {m: pattern_summary(verdicts(frames, PATTERNS, metric=m)) for m in METRICS}
-    out = pd.concat(parts, names=["metric", None]).reset_index(level=0)
-    return (out.sort_values("pattern", kind="stable")
-            .set_index(["name", "metric"])[["verdict", "evidence"]])
-
-
 with pd.option_context("display.max_colwidth", 120):
-    display(verdict_table(frames))
+    display(verdict_table(frames, METRICS, PATTERNS))
 
 # %% [markdown]
 # The paper's printed task means have no rows behind them: the same declared patterns read on

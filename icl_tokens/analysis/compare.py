@@ -32,6 +32,7 @@ from .inference import (
     pool_tasks,
     scale_of,
 )
+from .stats import fmt_p
 
 __all__ = ["Comparison", "compare", "prepare_rows"]
 
@@ -88,7 +89,7 @@ class Comparison:
         e = self.estimate
         lines = [f"{self.b} − {self.a} ({self.metric}, {self.unit}):",
                  f"  effect {e.mean:+.2f}  95% CI [{e.ci_low:+.2f}, {e.ci_high:+.2f}]  "
-                 f"p = {_p(e.p)}",
+                 f"p = {fmt_p(e.p)}",
                  f"  {e.n_seeds} seeds x {e.n_examples} distinct examples; method: {e.method}"]
         if e.note:
             lines.append(f"  note: {e.note}")
@@ -97,15 +98,9 @@ class Comparison:
             lines.append("  per task:")
             for g in self.groups:
                 lines.append(f"    {g['model']}/{g['task']}: {g['effect']:+.2f} "
-                             f"[{g['ci_low']:+.2f}, {g['ci_high']:+.2f}], p = {_p(g['p'])}")
+                             f"[{g['ci_low']:+.2f}, {g['ci_high']:+.2f}], p = {fmt_p(g['p'])}")
         lines.append(f"  reading: {self.reading()}")
         return "\n".join(lines)
-
-
-def _p(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "n/a"
-    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
 def prepare_rows(rows: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:

@@ -84,13 +84,7 @@ def folder_verdicts(res: "Results") -> pd.DataFrame:
     frames = {k: v for k, v in res.tidy.items() if k != "nltk"}
     parts = []
     for m in _metrics(res):
-        use = informative_tasks(res, m)
-        v = verdicts(frames, metric=m, tasks=use)
-        if m not in ACCURACY_METRICS:  # margins of claims are in accuracy points
-            margin_based = v["claim"].str.contains("within|>=|<=", regex=True)
-            bad = v.loc[margin_based, "pattern"].unique()
-            v = v[~v["pattern"].isin(bad)]
-        parts.append(v)
+        parts.append(verdicts(frames, metric=m, tasks=informative_tasks(res, m)))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 

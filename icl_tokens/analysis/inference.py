@@ -64,6 +64,7 @@ __all__ = [
     "pair_weights",
     "contrast_matrix",
     "contrast_effect",
+    "contrast_estimate",
     "pool_tasks",
 ]
 
@@ -111,13 +112,14 @@ class Components:
         e = self.n_examples if n_examples is None else n_examples
         parts = [(self.seed / s, s - 1), (self.example / e, e - 1),
                  (self.residual / (s * e), (s - 1) * (e - 1))]
-        return _satterthwaite([(v, d) for v, d in parts])
+        return _satterthwaite(parts)
 
 
 def _satterthwaite(terms: Sequence[tuple[float, float]]) -> float:
-    """df of a sum of independent variance estimates ``(value, df)`` (zero terms ignored)."""
+    """df of a linear combination of independent variance estimates ``(value, df)`` (a term
+    may be negative, e.g. ``-MS_resid``; terms with no degrees of freedom are ignored)."""
     num = sum(v for v, _ in terms) ** 2
-    den = sum(v * v / d for v, d in terms if v > 0 and d > 0)
+    den = sum(v * v / d for v, d in terms if d > 0)
     return float(num / den) if den > 0 else math.inf
 
 
@@ -170,9 +172,7 @@ def _observed_variance(c: Components) -> tuple[float, float]:
         terms = [(ms_e / (s * e), df_e)]
     else:
         terms = [(ms_r / (s * e), df_r)]
-    v = sum(t for t, _ in terms)
-    den = sum(t * t / d for t, d in terms)
-    return float(v), (float(v * v / den) if den > 0 else math.inf)
+    return float(sum(t for t, _ in terms)), _satterthwaite(terms)
 
 
 @dataclass(frozen=True)
@@ -422,11 +422,17 @@ def contrast_effect(rows: pd.DataFrame, weights: Mapping[str, float], column: st
     """The crossed estimate of a contrast of conditions on one (model, task), in display units,
     with the paper's seed-level t-test beside it."""
     m, _, _ = contrast_matrix(rows, weights, column, key=key)
-    scale = scale_of(column)
+    est = contrast_estimate(m, weights, column, level=level)
+    return est, seed_ttest(m.mean(axis=1) * scale_of(column))
+
+
+def contrast_estimate(m: Float[np.ndarray, "seed example"], weights: Mapping[str, float],
+                      column: str, *, level: float = 0.95) -> Estimate:
+    """:func:`crossed_mean` of a :func:`contrast_matrix` in display units; a paired difference
+    of two 0/1 columns gets the exact bounds of the module docstring when degenerate."""
     binary_diff = column in ACCURACY_METRICS and sorted(abs(w) for w in weights.values()) \
         in ([1.0, 1.0], [0.0]) and sum(weights.values()) == 0
-    est = crossed_mean(m, level=level, scale=scale, difference_of_binary=binary_diff)
-    return est, seed_ttest(m.mean(axis=1) * scale)
+    return crossed_mean(m, level=level, scale=scale_of(column), difference_of_binary=binary_diff)
 
 
 def pool_tasks(estimates: Sequence[Estimate], *, level: float = 0.95) -> Estimate:

@@ -33,7 +33,7 @@ from .inference import (
 )
 
 __all__ = ["default_pairs", "pilot_components", "power_of", "detectable_effect", "plan",
-           "plan_pairs"]
+           "plan_pairs", "summarize_plan"]
 
 
 def default_pairs(conditions: Sequence[str]) -> list[tuple[str, str]]:
@@ -119,23 +119,27 @@ def plan(comps: pd.DataFrame, effect: float, *, power: float = 0.8, alpha: float
         with that many seeds and at most ``max_examples`` examples), ``rows_every_pair``
         (seeds x examples per condition), ``hardest_pair``.
     """
-    if effect <= 0:
-        raise ValueError(f"--effect must be > 0 (the paired difference to detect), got {effect}.")
+    return summarize_plan(plan_pairs(comps, effect, power=power, alpha=alpha, seeds=seeds,
+                                     max_examples=max_examples))
+
+
+def summarize_plan(per_pair: pd.DataFrame) -> pd.DataFrame:
+    """:func:`plan`'s per-task summary of a :func:`plan_pairs` table (computed once)."""
+    cols = [c for c in per_pair.columns if c.endswith(" seeds")]
     out = []
-    for (model, task), g in comps.groupby(["model", "task"], sort=False):
-        for s in seeds:
-            need = [_min_examples(r, effect, s, power, alpha, max_examples)
-                    for _, r in g.iterrows()]
-            arr = np.array([np.nan if n is None else n for n in need], dtype=float)
-            worst = int(np.argmax(np.where(np.isnan(arr), np.inf, arr)))
+    for (model, task), g in per_pair.groupby(["model", "task"], sort=False):
+        for col in cols:
+            s = int(col.split()[0])
+            arr = g[col].to_numpy(float)
+            need = np.where(np.isnan(arr), np.inf, arr)  # unreachable counts as infinite
+            worst = int(np.argmax(need))
             every = float("nan") if np.isnan(arr).any() else float(arr.max())
-            med = float(np.nanmedian(np.where(np.isnan(arr), np.inf, arr))) if len(arr) else \
-                float("nan")
+            med = float(np.median(need)) if len(arr) else float("nan")
             out.append({"model": model, "task": task, "seeds": s,
                         "examples_median_pair": med if math.isfinite(med) else float("nan"),
                         "examples_every_pair": every,
                         "rows_every_pair": s * every if math.isfinite(every) else float("nan"),
-                        "hardest_pair": f"{g.iloc[worst]['a']} − {g.iloc[worst]['b']}"})
+                        "hardest_pair": g["pair"].iloc[worst]})
     return pd.DataFrame(out)
 
 

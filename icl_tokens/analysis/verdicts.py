@@ -27,10 +27,12 @@ import pandas as pd
 
 from ..experiments.claims import Claim, Pattern
 from .inference import (
+    ACCURACY_METRICS,
     Estimate,
     cell_estimate,
     column_of,
     contrast_effect,
+    contrast_estimate,
     contrast_matrix,
     pair_weights,
     pool_tasks,
@@ -139,19 +141,22 @@ def icl_status(rows: pd.DataFrame, metric: str = "correct", *, level: float = 0.
     return pd.DataFrame(out)
 
 
-def _claim_task(claim: Claim, rows: pd.DataFrame, col: str, level: float) -> Estimate:
+def _claim_task(claim: Claim, rows: pd.DataFrame, col: str, levels: Sequence[float]
+                ) -> list[Estimate]:
+    """One claim's estimate on one task at each interval level (one matrix for all)."""
     weights = {f"{e}|{c}": w for e, c, w in claim.weights}
+    m, _, _ = contrast_matrix(rows, weights, col)
     if claim.is_cell:
-        m, _, _ = contrast_matrix(rows, weights, col)
-        return cell_estimate(m, level=level, scale=scale_of(col))
-    est, _ = contrast_effect(rows, weights, col, level=level)
-    return est
+        return [cell_estimate(m, level=lv, scale=scale_of(col)) for lv in levels]
+    return [contrast_estimate(m, weights, col, level=lv) for lv in levels]
 
 
 def verdicts(frames: Mapping[str, pd.DataFrame], patterns: Sequence[Pattern] | None = None,
              *, metric: str | None = None, tasks: Mapping[str, Sequence[str]] | None = None,
              level: float = 0.95) -> pd.DataFrame:
-    """Decide every pattern whose experiments and cells (with the metric's column) are present.
+    """Decide every pattern whose experiments and cells (with the metric's column) are present
+    (on a metric other than an accuracy, only patterns whose claims state no margin: the margins
+    are in accuracy points).
 
     Args:
         frames: Experiment name (``representation``, ``token``, ``parts``, ``variants``) → its
@@ -173,6 +178,8 @@ def verdicts(frames: Mapping[str, pd.DataFrame], patterns: Sequence[Pattern] | N
         if not all(e in frames for e in pat.experiments):
             continue
         col = column_of(metric or pat.metric)
+        if col not in ACCURACY_METRICS and any(c.has_margin for c in pat.claims):
+            continue  # its margin is in accuracy points: not decidable on, e.g., nats
         if not all(col in frames[e].columns for e in pat.experiments):
             continue  # e.g. calibrated accuracy exists for the representation rows only
         rows = cell_rows({e: frames[e] for e in pat.experiments}, col)
@@ -192,8 +199,8 @@ def verdicts(frames: Mapping[str, pd.DataFrame], patterns: Sequence[Pattern] | N
                                        "reason": "no task where the model does ICL",
                                        "n_seeds": 0, "n_examples": 0})
                     continue
-                per95 = [_claim_task(claim, mrows[mrows.task == t], col, level) for t in use]
-                per90 = [_claim_task(claim, mrows[mrows.task == t], col, 0.90) for t in use]
+                per95, per90 = zip(*(_claim_task(claim, mrows[mrows.task == t], col,
+                                                 (level, 0.90)) for t in use))
                 e95, e90 = pool_tasks(per95, level=level), pool_tasks(per90, level=0.90)
                 v, why = decide(claim, e95, e90)
                 claim_rows.append({"claim": claim.describe(), "effect": e95.mean,

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -36,16 +36,6 @@ def read_rows(paths: Sequence[str]) -> pd.DataFrame:
     return pd.concat([read_tidy(f).assign(source=str(f)) for f in files], ignore_index=True)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        vals = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 5,10,15; got {text!r}.") from None
-    if not vals or min(vals) < 2:
-        raise argparse.ArgumentTypeError(f"seed counts must be >= 2; got {text!r}.")
-    return vals
-
-
 def _pair(text: str) -> tuple[str, str]:
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2 or not all(parts):
@@ -53,8 +43,16 @@ def _pair(text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``compare`` and ``power``."""
+def add_compare_parsers(sub: argparse._SubParsersAction, int_list: Any) -> None:
+    """Register ``compare`` and ``power`` (``int_list``: the parser's list type, passed in by
+    :func:`~icl_tokens.cli.parser.build_parser`)."""
+
+    def seed_counts(text: str) -> list[int]:
+        vals = int_list(text, allow_negative=False, what="--seeds")
+        if not vals or min(vals) < 2:
+            raise argparse.ArgumentTypeError(f"seed counts must be >= 2; got {text!r}.")
+        return vals
+
     metrics = ["acc_gen", "acc_label", "calibrated", "margin"]
     c = sub.add_parser("compare", help="is a difference real? the paired effect B − A of two "
                        "conditions, with its interval on the crossed seeds x examples design")
@@ -76,7 +74,7 @@ def add_compare_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--conditions", type=_pair, default=None, metavar="A,B",
                    help="plan for this pair only (default: the pairs the tables test)")
     p.add_argument("--power", type=float, default=0.8)
-    p.add_argument("--seeds", type=_int_list, default=[3, 5, 8, 10, 15, 20, 30],
+    p.add_argument("--seeds", type=seed_counts, default=[3, 5, 8, 10, 15, 20, 30],
                    help="the numbers of seeds to plan for, e.g. 5,10,15")
     p.add_argument("--max-examples", type=int, default=500)
     p.add_argument("--json", action="store_true")
@@ -95,7 +93,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_power(args: argparse.Namespace) -> int:
     from ..analysis.compare import prepare_rows
-    from ..analysis.power import default_pairs, pilot_components, plan, plan_pairs
+    from ..analysis.power import default_pairs, pilot_components, plan_pairs, summarize_plan
 
     if not 0 < args.power < 1:
         raise ValueError(f"--power must be in (0, 1), got {args.power}.")
@@ -106,9 +104,9 @@ def cmd_power(args: argparse.Namespace) -> int:
         raise ValueError(f"no pair to plan for among the conditions {conds}; pass "
                          "--conditions A,B.")
     comps = pilot_components(rows, pairs, col)
-    kw = dict(power=args.power, max_examples=args.max_examples, seeds=args.seeds)
-    table = plan(comps, args.effect, **kw)
-    per_pair = plan_pairs(comps, args.effect, **kw)
+    per_pair = plan_pairs(comps, args.effect, power=args.power, max_examples=args.max_examples,
+                          seeds=args.seeds)
+    table = summarize_plan(per_pair)
     if args.json:
         print(json.dumps({"components": comps.to_dict("records"),
                           "plan": table.to_dict("records"),

@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .compare import add_compare_parsers  # ``compare`` and ``power`` (no model)
 
-    add_compare_parsers(sub)
+    add_compare_parsers(sub, _int_list)
 
     from .probe import add_probe_parsers  # ``probe`` and ``attention`` (issue 8 points 3, 4)
 

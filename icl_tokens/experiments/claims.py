@@ -87,6 +87,11 @@ class Claim:
     def is_cell(self) -> bool:
         return len(self.weights) == 1
 
+    @property
+    def has_margin(self) -> bool:
+        """Whether the claim states a margin (in accuracy points), not only a direction."""
+        return self.kind not in ("positive", "negative")
+
     def value(self, mean_of: Callable[[str, str], Optional[float]]) -> float:
         """The contrast on point values (``mean_of(experiment, cell)``; NaN if one is
         missing)."""
