@@ -27,10 +27,30 @@ from .records import (
     _Record,
     _Schema,
     check_output_path,
+    make_parents,
+    remove_empty,
     sidecar_path,
 )
+from .tidy import read_rows
 
 __all__ = ["ResultsFile"]
+
+
+def _reordered(raw: bytes, schema: _Schema, rank: Mapping[Key, int], path: Path) -> bytes:
+    """``raw``'s header, then its rows sorted by ``rank`` (unranked rows last, in file order)."""
+    head = _parse_at(raw, 0)
+    if isinstance(head, str):
+        raise ResultsCorruptError(f"{path}: the first line is not a CSV header ({head}); "
+                                  "rerun the same command to repair it.")
+    rows: list[tuple[int, int, bytes]] = []
+    for n, rec in enumerate(schema.scan(raw, head[0])):
+        if rec.problem is not None:
+            raise ResultsCorruptError(f"{path}: line {rec.line} was damaged after opening "
+                                      f"({rec.problem}); rerun the same command to repair it.")
+        key = schema.key(rec.fields)  # type: ignore[arg-type]
+        rows.append((rank.get(key, len(rank)), n, raw[rec.start:rec.end]))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return raw[:head[0]] + b"".join(r[2] for r in rows)
 
 
 class ResultsFile:
@@ -78,6 +98,8 @@ class ResultsFile:
         self.notes: list[str] = []
         self._schema = _Schema(self.columns)
         self._created = False  # this object created the CSV
+        self._new: list[Path] = []  # the files this object's open created
+        self._made: list[Path] = []  # the folders this object's open created
         self._written = 0  # data rows this object appended
         self._open()
 
@@ -107,7 +129,8 @@ class ResultsFile:
         self._lock.release()
 
     def discard_if_empty(self) -> bool:
-        """Delete the CSV, sidecar and lock if this object created them and wrote no row.
+        """Delete the CSV, sidecar, lock and the folders created for them if this object created
+        the CSV and wrote no row.
 
         For a failed start (call it in an ``except``/``finally`` path). Returns whether the
         files were deleted; the object is then closed.
@@ -117,17 +140,27 @@ class ResultsFile:
         for p in (self.path, sidecar_path(self.path)):
             p.unlink(missing_ok=True)
         self.close()
+        remove_empty(self._made)
         return True
 
     # --- opening -----------------------------------------------------------------------------
 
     def _open(self) -> None:
+        """Create the missing folders, lock, then open; a failure removes what this created."""
         check_output_path(self.path)
-        self._lock.acquire()
         try:
+            self._made = make_parents(self.path)
+        except OSError as e:
+            raise ValueError(f"cannot create the folder {e.filename} for {self.path}: "
+                             f"{e.strerror or e}; choose another --out.") from e
+        try:
+            self._lock.acquire()
             self._open_locked()
         except BaseException:
+            for p in self._new:
+                p.unlink(missing_ok=True)
             self.close()
+            remove_empty(self._made)
             raise
 
     def _open_locked(self) -> None:
@@ -161,9 +194,11 @@ class ResultsFile:
     def _create(self) -> None:
         """Write a new sidecar, then a header-only CSV (each atomically)."""
         doc = {"identity": self.identity, "columns": self.columns, "meta": self.meta}
-        _atomic_write(sidecar_path(self.path),
-                      json.dumps(doc, indent=2, default=str).encode("utf-8"))
-        _atomic_write(self.path, self._header_bytes())
+        for p, data in ((sidecar_path(self.path),
+                         json.dumps(doc, indent=2, default=str).encode("utf-8")),
+                        (self.path, self._header_bytes())):
+            self._new.append(p)
+            _atomic_write(p, data)
         self.done.clear()
         self._created = True
 
@@ -330,8 +365,28 @@ class ResultsFile:
             self._written += len(new)
         return len(new)
 
+    def canonicalize(self, order: Sequence[Sequence[Any]]) -> bool:
+        """Rewrite the file atomically with its rows in ``order`` (the run's keys
+        ``(seed, example_id, condition)``); rows not in ``order`` go last, in file order.
+
+        Call it when a run completes: a resumed or repaired file then has the row order of an
+        uninterrupted run. Returns whether the file changed. Raises ``ValueError`` when closed,
+        :class:`ResultsCorruptError` if the file was damaged since it was opened, and
+        ``OSError`` (naming the file) if it cannot be rewritten.
+        """
+        if self._closed:
+            raise ValueError(f"{self.path} is closed; open a new ResultsFile to reorder it.")
+        rank: dict[Key, int] = {}
+        for i, k in enumerate(order):
+            rank.setdefault(tuple(str(x) for x in k), i)  # type: ignore[arg-type]
+        raw = self.path.read_bytes()
+        data = _reordered(raw, self._schema, rank, self.path)
+        if data == raw:
+            return False
+        _atomic_write(self.path, data)
+        return True
+
     def read(self) -> pd.DataFrame:
-        """The whole file as a DataFrame (example ids and text kept as strings)."""
-        return pd.read_csv(self.path, dtype={"example_id": str, "gold": str, "prediction": str,
-                                             "label_prediction": str, "continuation": str},
-                           keep_default_na=False, encoding="utf-8")
+        """The whole file as a DataFrame, typed like :func:`~icl_tokens.results.tidy.read_rows`
+        (text columns stay text, number columns become numbers)."""
+        return read_rows(self.path)

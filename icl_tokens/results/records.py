@@ -18,13 +18,16 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
-__all__ = ["INT_COLUMNS", "KEY", "SCORE_PREFIX", "Key", "sidecar_path"]
+__all__ = ["BINARY_COLUMNS", "INT_COLUMNS", "KEY", "SCORE_PREFIX", "Key", "check_output_path",
+           "make_parents", "remove_empty", "sidecar_path"]
 
 KEY = ("seed", "example_id", "condition")
 #: Columns that must hold integers (those of them present in a file's columns).
 INT_COLUMNS = ("seed", "k", "correct", "valid", "label_correct", "n_tokens")
+#: Indicator columns (a subset of :data:`INT_COLUMNS`): each cell is exactly ``0`` or ``1``.
+BINARY_COLUMNS = ("correct", "valid", "label_correct")
 #: Columns starting with this prefix must hold finite floats.
 SCORE_PREFIX = "score_"
 
@@ -135,6 +138,8 @@ class _Schema:
         for i, c in self.int_idx:
             if not _INT.match(fields[i]):
                 return f"{c}={_short(fields[i])} is not an integer"
+            if c in BINARY_COLUMNS and fields[i] not in ("0", "1"):
+                return f"{c}={_short(fields[i])} is not 0 or 1"
         for i, c in self.score_idx:
             try:
                 ok = math.isfinite(float(fields[i]))
@@ -145,28 +150,64 @@ class _Schema:
         return None
 
 
-def check_output_path(p: Path, example: str = "run.csv") -> None:
-    """Refuse a path that cannot be written as an output file; create its folder.
+def check_output_path(p: Path, example: str = "run.csv", option: str = "--out") -> None:
+    """Refuse a path that cannot be written as an output file, creating nothing.
 
-    Raises ``ValueError`` naming the path and the fix: the path is a directory, a parent is a
-    file, the folder cannot be created or is not writable. Shared by the results CSV and every
-    CLI output.
+    The path must not be a directory, and its nearest existing ancestor must be a writable
+    directory (the writer creates the missing folders when it writes: :func:`make_parents`).
+    Raises ``ValueError`` naming the path, the ``option`` it came from and the fix. Shared by
+    the results CSV and every CLI output.
     """
-    fix = "choose another --out"
+    fix = f"choose another {option}"
     if p.is_dir():
-        raise ValueError(f"{p} is a directory; give a file path (e.g. {p / example}).")
+        raise ValueError(f"{option} {p} is a directory; give a file path (e.g. {p / example}).")
     for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"cannot write {p}: a parent is a file ({parent}), not a "
-                                 f"folder; {fix}.")
-            break
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise ValueError(f"cannot write {option} {p}: a parent is a file ({parent}), not a "
+                             f"folder; {fix}.")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(f"cannot write {option} {p}: folder {parent} is not writable; "
+                             f"{fix}.")
+        return
+    raise ValueError(f"cannot write {option} {p}: none of its folders exists; {fix}.")
+
+
+def make_parents(p: Path) -> list[Path]:
+    """Create the missing folders above ``p``; returns those created, outermost first.
+
+    Raises ``OSError`` naming the folder; on failure the folders created so far are removed.
+    """
+    missing = [d for d in reversed(p.parents) if not d.exists()]
+    made: list[Path] = []
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
+        for d in missing:
+            try:
+                d.mkdir()
+            except FileExistsError:
+                continue
+            made.append(d)
     except OSError as e:
-        raise ValueError(f"cannot create the folder of {p}: {e.strerror or e}; {fix}.") from e
-    if not os.access(p.parent, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {p}: folder {p.parent} is not writable; {fix}.")
+        remove_empty(made)
+        _raise_named(e, p.parent)
+    return made
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Remove those of ``folders`` that are empty, innermost first (others are kept)."""
+    for d in reversed(folders):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def _raise_named(e: OSError, path: Any) -> NoReturn:
+    """Raise ``e``, or if it names no file, an ``OSError`` of its kind naming ``path``."""
+    if e.filename is not None:
+        raise e
+    raise OSError(e.errno, e.strerror or str(e), str(path)) from e  # the errno's subclass
 
 
 def _cell(value: Any) -> str:
@@ -178,15 +219,25 @@ def _fmt_key(key: Key) -> str:
     return "(" + ", ".join(f"{k}={v!r}" for k, v in zip(KEY, key)) + ")"
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _append_once(path: Path, data: bytes) -> None:
-    """Append ``data`` with one write and fsync; on failure truncate back to the old end."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    """Append ``data`` with one write and fsync; on failure truncate back to the old end.
+
+    Raises ``OSError`` naming ``path``.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError as e:
+        _raise_named(e, path)
     try:
         size = os.fstat(fd).st_size
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
             os.fsync(fd)
         except BaseException:
             try:
@@ -194,27 +245,21 @@ def _append_once(path: Path, data: bytes) -> None:
             except OSError:
                 pass  # the next open drops the torn tail
             raise
+    except OSError as e:
+        _raise_named(e, path)
     finally:
         os.close(fd)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` via a fsynced temp file in the same folder."""
+    """Replace ``path`` with ``data`` via a fsynced temp file in the same folder.
+
+    Raises ``OSError`` naming ``path`` (the temp file is removed).
+    """
     try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        _replace(path, data)
+    except OSError as e:
+        _raise_named(e, path)
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -223,3 +268,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _replace(path: Path, data: bytes) -> None:
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            os.fchmod(fd, mode)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -189,6 +189,34 @@ def _check_same_run(files: list[_ShardFile]) -> None:
                          "shards of the run.")
 
 
+def _check_rows(f: _ShardFile) -> None:
+    """Refuse a shard holding a damaged row (torn, or a value out of range such as
+    ``correct=2``), naming the file and the line, before anything repairs it."""
+    from .lock import ResultsLock
+    from .records import _parse_at, _Schema
+
+    lock = ResultsLock(f.path)
+    try:
+        lock.acquire()
+        try:
+            raw = f.path.read_bytes()
+        finally:
+            lock.release()
+    except (RuntimeError, ValueError, OSError) as e:
+        raise ValueError(f"cannot open shard {f.path}: {e}") from e
+    schema = _Schema(f.columns)
+    head = _parse_at(raw, 0)
+    if isinstance(head, str) or head[1] != f.columns:
+        raise ValueError(f"shard {f.shard} ({f.path}): the first line is not the header its "
+                         "sidecar names; rerun its command to repair it, then merge.")
+    bad = [r for r in schema.scan(raw, head[0]) if r.problem is not None]
+    if bad:
+        shown = "; ".join(f"line {r.line}: {r.problem}" for r in bad[:3])
+        more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(f"shard {f.shard} ({f.path}) holds {len(bad)} damaged row(s) ({shown}"
+                         f"{more}); rerun its command to recompute them, then merge.")
+
+
 def _order_key(plan: dict[str, Any]) -> Any:
     seed_i = {str(s): i for i, s in enumerate(plan["seeds"])}
     ex_i = [{e: j for j, e in enumerate(ids)} for ids in plan["example_ids"]]
@@ -213,8 +241,9 @@ def merge_shards(out: str | Path, shards: Sequence[str | Path]) -> dict[str, Any
 
     Raises:
         ValueError: ``out`` exists or is a shard; a file is not a shard; shards of different
-            runs; a shard missing or given twice; a shard incomplete, or holding rows that
-            belong to another shard or to no shard.
+            runs; a shard missing or given twice; a shard holding a damaged row (torn, or a
+            value out of range), incomplete, or holding rows that belong to another shard or
+            to no shard.
     """
     from . import ResultsFile
     from .records import KEY, check_output_path, sidecar_path
@@ -227,7 +256,7 @@ def merge_shards(out: str | Path, shards: Sequence[str | Path]) -> dict[str, Any
         raise ValueError(f"the output {out} is one of the shards; choose another path.")
     if out.exists() or sidecar_path(out).exists():
         raise ValueError(f"{out} exists; choose another output path or delete it.")
-    check_output_path(out, "merged.csv")
+    check_output_path(out, "merged.csv", option="OUT")
     files = [_read_shard(p) for p in paths]
     _check_same_run(files)
     plan = files[0].meta["shard_plan"]
@@ -238,6 +267,7 @@ def merge_shards(out: str | Path, shards: Sequence[str | Path]) -> dict[str, Any
     report = []
     for f in sorted(files, key=lambda f: f.shard.index):
         want = _shard_keys(plan, f.shard)
+        _check_rows(f)
         try:
             store = ResultsFile(f.path, columns, f.identity)
         except Exception as e:
