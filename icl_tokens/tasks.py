@@ -27,19 +27,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 __all__ = [
-    "Example",
-    "TaskSpec",
-    "TaskDefinitionError",
-    "TemplatePiece",
-    "PAPER_TASKS",
-    "STOPWORD_VARIANTS",
-    "data_root",
-    "load_task",
-    "list_tasks",
-    "nltk_stopwords",
+    "Example", "TaskSpec", "TaskDefinitionError", "TemplatePiece", "PAPER_TASKS",
+    "STOPWORD_VARIANTS", "data_root", "load_task", "list_tasks", "nltk_stopwords",
+    "read_task_file",
 ]
 
-PAPER_TASKS: tuple[str, ...] = ("sst2", "agnews", "trec", "dbpedia", "rte", "cb")
+#: The paper's six tasks, in the column order of its tables.
+PAPER_TASKS: tuple[str, ...] = ("agnews", "sst2", "trec", "dbpedia", "rte", "cb")
 STOPWORD_VARIANTS: tuple[str, ...] = ("paper", "nltk")
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -84,9 +78,7 @@ def _checkout_data(package_dir: Path) -> Path | None:
     """
     top = package_dir.parent
     root = top / "data"
-    if (root / "tasks").is_dir() and (top / "pyproject.toml").is_file():
-        return root
-    return None
+    return root if (root / "tasks").is_dir() and (top / "pyproject.toml").is_file() else None
 
 
 def _packaged_data(package_dir: Path) -> Path | None:
@@ -114,8 +106,7 @@ def data_root() -> Path:
             raise FileNotFoundError(
                 f"${ENV_TASKS_DIR}={env!r} has no tasks/ folder; point it at a folder with "
                 "tasks/, stopwords/ and reference/ (like the repository's data/), or unset it to "
-                "use the task definitions installed with icl_tokens."
-            )
+                "use the task definitions installed with icl_tokens.")
         return root
     package_dir = Path(__file__).resolve().parent
     root = _checkout_data(package_dir) or _packaged_data(package_dir)
@@ -125,8 +116,7 @@ def data_root() -> Path:
             f"checkout) nor {package_dir / '_data' / 'tasks'} (installed package) exists. "
             "Reinstall icl_tokens (`pip install .` or a wheel built from the repository ships "
             f"them; `pip install -e .` uses the checkout's data/), or set {ENV_TASKS_DIR} to a "
-            "folder with tasks/, stopwords/ and reference/."
-        )
+            "folder with tasks/, stopwords/ and reference/.")
     return root
 
 
@@ -156,8 +146,7 @@ def parse_template(template: str) -> tuple[TemplatePiece, ...]:
     if stray:
         raise TaskDefinitionError(
             f"template {template!r} has a brace that is not a placeholder ({stray[0]!r}); "
-            "placeholders look like {text} (letters, digits, underscore)."
-        )
+            "placeholders look like {text} (letters, digits, underscore).")
     return tuple(pieces)
 
 
@@ -197,13 +186,9 @@ class TaskSpec:
         object.__setattr__(self, "stopwords", tuple(self.stopwords))
         object.__setattr__(self, "label_map", {str(k): v for k, v in dict(self.label_map).items()})
         in_fields = tuple(p.value for p in self.input_pieces if p.kind == "field")
-        if not self.input_fields:
-            object.__setattr__(self, "input_fields", in_fields)
-        else:
-            object.__setattr__(self, "input_fields", tuple(self.input_fields))
+        object.__setattr__(self, "input_fields", tuple(self.input_fields) or in_fields)
         self._validate(in_fields)
 
-    # ----------------------------------------------------------------------------- validation
     def _validate(self, in_fields: tuple[str, ...]) -> None:
         where = f"task {self.name!r}"
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_\-]+", self.name):
@@ -211,38 +196,33 @@ class TaskSpec:
         if not in_fields:
             raise TaskDefinitionError(
                 f"{where}: input_template {self.input_template!r} has no placeholder; add one, "
-                "e.g. 'Review: {text}\\n'."
-            )
+                "e.g. 'Review: {text}\\n'.")
         if len(set(in_fields)) != len(in_fields):
             raise TaskDefinitionError(
                 f"{where}: input_template repeats a placeholder: {in_fields}.")
         if "label" in in_fields:
             raise TaskDefinitionError(
-                f"{where}: input_template may not use {{label}}; it belongs in output_template."
-            )
+                f"{where}: input_template may not use {{label}}; it belongs in output_template.")
         if set(self.input_fields) != set(in_fields):
             raise TaskDefinitionError(
                 f"{where}: input_fields {self.input_fields} do not match the placeholders of "
-                f"input_template {in_fields}."
-            )
+                f"input_template {in_fields}.")
         out_fields = [p.value for p in self.output_pieces if p.kind == "field"]
         if out_fields != ["label"]:
             raise TaskDefinitionError(
                 f"{where}: output_template {self.output_template!r} must contain exactly one "
-                f"placeholder, {{label}} (found {out_fields}); e.g. 'Answer: {{label}}\\n\\n'."
-            )
+                f"placeholder, {{label}} (found {out_fields}); e.g. 'Answer: {{label}}\\n\\n'.")
         if not self.output_prefix:
             raise TaskDefinitionError(
                 f"{where}: output_template must have text before {{label}} (e.g. 'Answer:'), "
-                "which ends the test prompt."
-            )
+                "which ends the test prompt.")
         if not self.label_words:
             raise TaskDefinitionError(f"{where}: label_words is empty.")
-        bad = [w for w in self.label_words if not w or any(c.isspace() for c in w)]
+        bad = [w for w in self.label_words
+               if not isinstance(w, str) or not w or any(c.isspace() for c in w)]
         if bad:
             raise TaskDefinitionError(
-                f"{where}: label words must be single words without whitespace: {bad!r}."
-            )
+                f"{where}: label words must be single words without whitespace (strings): {bad!r}.")
         dupes = sorted({w for w in self.label_words if self.label_words.count(w) > 1})
         if dupes:
             raise TaskDefinitionError(f"{where}: duplicate label words {dupes}; make them unique.")
@@ -250,20 +230,17 @@ class TaskSpec:
         if unknown:
             raise TaskDefinitionError(
                 f"{where}: label_map maps to {unknown}, which are not in label_words "
-                f"{list(self.label_words)}."
-            )
+                f"{list(self.label_words)}.")
         unused = [w for w in self.label_words if w not in set(self.label_map.values())]
         if unused:
             raise TaskDefinitionError(
-                f"{where}: label words {unused} have no dataset label in label_map."
-            )
+                f"{where}: label words {unused} have no dataset label in label_map.")
         if not self.stopwords:
             raise TaskDefinitionError(f"{where}: stopwords is empty; give the task's list.")
         for w in self.stopwords:
-            if not w or (w != "\n" and any(c.isspace() for c in w)):
+            if not isinstance(w, str) or not w or (w != "\n" and any(c.isspace() for c in w)):
                 raise TaskDefinitionError(
-                    f"{where}: stopword {w!r} is not a single word, punctuation mark or '\\n'."
-                )
+                    f"{where}: stopword {w!r} is not a single word, punctuation mark or '\\n'.")
 
     # ----------------------------------------------------------------------------- derived
     @property
@@ -303,8 +280,7 @@ class TaskSpec:
         except KeyError:
             raise ValueError(
                 f"task {self.name!r}: dataset label {raw_label!r} is not in label_map "
-                f"{sorted(self.label_map)}."
-            ) from None
+                f"{sorted(self.label_map)}.") from None
 
     def stopword_list(self, variant: str = "paper") -> tuple[str, ...]:
         """The stopword list of ``variant``: ``"paper"`` (Table 12) or ``"nltk"`` (Appendix B)."""
@@ -313,54 +289,64 @@ class TaskSpec:
         if variant == "nltk":
             return nltk_stopwords()
         raise ValueError(
-            f"unknown stopword variant {variant!r}; choose one of {list(STOPWORD_VARIANTS)}."
-        )
+            f"unknown stopword variant {variant!r}; choose one of {list(STOPWORD_VARIANTS)}.")
 
     def with_templates(
         self, input_template: str | None = None, output_template: str | None = None, **kw: Any
     ) -> "TaskSpec":
         """A copy with other templates (e.g. RTE without the space before ``Premise``)."""
-        return replace(
-            self,
-            input_template=input_template if input_template is not None else self.input_template,
-            output_template=(
-                output_template if output_template is not None else self.output_template
-            ),
-            input_fields=(),
-            **kw,
-        )
+        inp = self.input_template if input_template is None else input_template
+        out = self.output_template if output_template is None else output_template
+        return replace(self, input_template=inp, output_template=out, input_fields=(), **kw)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (the format of ``data/tasks/*.json``)."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "input_fields": list(self.input_fields),
-            "instruction": self.instruction,
-            "instruction_suffix": self.instruction_suffix,
-            "input_template": self.input_template,
-            "output_template": self.output_template,
-            "label_words": list(self.label_words),
-            "label_map": dict(self.label_map),
-            "stopwords": list(self.stopwords),
-        }
+        values = {k: getattr(self, k) for k in _KEYS}
+        return {k: list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, Mapping) else v
+                for k, v in values.items()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
-        """Build from the JSON form; unknown keys are kept in ``extra``."""
-        known = {
-            "name", "description", "input_fields", "instruction", "instruction_suffix",
-            "input_template", "output_template", "label_words", "label_map", "stopwords",
-        }
-        missing = [k for k in ("name", "instruction", "input_template", "output_template",
-                               "label_words", "label_map", "stopwords") if k not in d]
+    def from_dict(cls, d: Mapping[str, Any], where: str | None = None) -> "TaskSpec":
+        """Build from the JSON form (unknown keys go to ``extra``); errors start with ``where``."""
+        label = where or "task definition"
+        if not isinstance(d, Mapping):
+            raise TaskDefinitionError(
+                f"{label}: expected a JSON object with the keys {list(_REQUIRED)}, got "
+                f"{_short(d)}; see data/tasks/sst2.json for the format.")
+        missing = [k for k in _REQUIRED if k not in d]
         if missing:
-            raise TaskDefinitionError(f"task definition lacks the keys {missing}.")
-        kw = {k: d[k] for k in known if k in d}
-        for k in ("input_fields", "label_words", "stopwords"):
-            if k in kw:
-                kw[k] = tuple(kw[k])
-        return cls(**kw, extra={k: v for k, v in d.items() if k not in known})
+            raise TaskDefinitionError(
+                f"{label} lacks the keys {missing}; add them (see data/tasks/sst2.json).")
+        for key, kind in _KEYS.items():
+            if key in d and not _IS[kind](d[key]):
+                example = f", e.g. {_EXAMPLE[key]}" if key in _EXAMPLE else ""
+                raise TaskDefinitionError(
+                    f"{label}: {key!r} must be {kind}{example}; got {_short(d[key])}.")
+        try:
+            return cls(**{k: d[k] for k in _KEYS if k in d},
+                       extra={k: v for k, v in d.items() if k not in _KEYS})
+        except TaskDefinitionError as e:
+            raise (TaskDefinitionError(f"{where}: {e}") if where else e) from None
+
+
+_STR, _LIST, _MAP = "a string", "a list of strings", "an object mapping labels to label words"
+#: The keys of a task definition and their JSON types.
+_KEYS = {"name": _STR, "description": _STR, "input_fields": _LIST, "instruction": _STR,
+         "instruction_suffix": _STR, "input_template": _STR, "output_template": _STR,
+         "label_words": _LIST, "label_map": _MAP, "stopwords": _LIST}
+_REQUIRED = ("name", "instruction", "input_template", "output_template", "label_words",
+             "label_map", "stopwords")
+_IS = {_STR: lambda v: isinstance(v, str),
+       _LIST: lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+       _MAP: lambda v: isinstance(v, Mapping) and all(isinstance(x, str) for x in v.values())}
+_EXAMPLE = {"input_fields": '["text"]', "label_words": '["Positive", "Negative"]',
+            "label_map": '{"0": "Negative", "1": "Positive"}', "stopwords": '["the", ".", "\\n"]'}
+
+
+def _short(value: Any) -> str:
+    """``value`` as JSON (``null``, ``5``, ``"a b"``), cut to 60 characters."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def list_tasks() -> list[str]:
@@ -368,20 +354,45 @@ def list_tasks() -> list[str]:
     return sorted(p.stem for p in (data_root() / "tasks").glob("*.json"))
 
 
+def read_task_file(path: str | Path) -> TaskSpec:
+    """Parse a task file (UTF-8 JSON like ``data/tasks/sst2.json``).
+
+    Raises:
+        TaskDefinitionError: The file is missing, YAML, not UTF-8 or not JSON, or defines an
+            invalid task; the message names the file, the problem and the fix.
+    """
+    path = Path(path)
+    where = f"task file {path}"
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise TaskDefinitionError(f"{where}: task files are JSON; write it as a .json file with "
+                                  "the keys of data/tasks/sst2.json.")
+    if not path.is_file():
+        raise TaskDefinitionError(f"{where} does not exist; check the path, or pass a shipped "
+                                  "task name (see list_tasks()).")
+    try:
+        return TaskSpec.from_dict(json.loads(path.read_text(encoding="utf-8")), where)
+    except UnicodeDecodeError as e:
+        raise TaskDefinitionError(f"{where} is not UTF-8 (byte {e.object[e.start]:#04x} at offset "
+                                  f"{e.start}); re-save it with UTF-8 encoding.") from None
+    except json.JSONDecodeError as e:
+        raise TaskDefinitionError(f"{where} is not valid JSON: {e.msg} at line {e.lineno}, column "
+                                  f"{e.colno}; fix the syntax (is the file complete?).") from None
+
+
 def load_task(task: str | TaskSpec | Path) -> TaskSpec:
-    """A shipped task by name, a JSON file path, or a :class:`TaskSpec` passed through."""
+    """A shipped task by name, a :class:`TaskSpec` (passed through), or a task file: a ``Path``
+    or a string with a suffix or ``/`` (see :func:`read_task_file` for its errors)."""
     if isinstance(task, TaskSpec):
         return task
-    path = Path(task)
-    if path.suffix == ".json" and path.is_file():
-        return TaskSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    candidate = data_root() / "tasks" / f"{task}.json"
+    text = str(task)
+    if isinstance(task, Path) or Path(text).suffix or "/" in text or os.sep in text:
+        return read_task_file(Path(text))
+    candidate = data_root() / "tasks" / f"{text}.json"
     if not candidate.is_file():
         raise ValueError(
-            f"unknown task {str(task)!r}; known tasks: {list_tasks()} (or pass a TaskSpec or the "
-            "path of a task .json file)."
-        )
-    return TaskSpec.from_dict(json.loads(candidate.read_text(encoding="utf-8")))
+            f"unknown task {text!r}; known tasks: {list_tasks()} (or pass a TaskSpec or the "
+            "path of a task .json file).")
+    return read_task_file(candidate)
 
 
 def validate_tasks(names: Sequence[str] | None = None) -> list[TaskSpec]:

@@ -365,14 +365,6 @@ def test_explicit_source_ignores_a_bad_env_dir(
         assert load_task_data("trec", source="staicc").source == "staicc"
 
 
-def test_empty_env_var_counts_as_unset(
-    monkeypatch: pytest.MonkeyPatch, fake_hub: list[tuple[Any, ...]]
-) -> None:
-    monkeypatch.setenv(ENV_DATA_DIR, "")
-    d = load_task_data("cb")
-    assert d.source == "hf" and "not set" in d.notes
-
-
 def test_nothing_available_lists_options(no_other_sources: None) -> None:
     with pytest.raises(DataUnavailableError) as info:
         load_task_data("rte")

@@ -29,6 +29,8 @@ from icl_tokens import models as M
 from icl_tokens.models import gguf_cache as C
 from icl_tokens.models import load as L
 from icl_tokens.models import manifest as MF
+from icl_tokens.models import registry as R
+from icl_tokens.testing import tiny
 
 PROMPT = (
     "Article: Radio veteran Karmazin joins Sirius.\nAnswer: Business\n\n"
@@ -54,7 +56,7 @@ class FakeConverter:
     def __call__(self, name: str, out_dir: Path) -> dict[str, str]:
         with self._lock:
             self.calls += 1
-        M.build_tiny_model_dir("llama", out_dir, bos=M._GGUF_SOURCES[name].prepends_bos)
+        tiny.build_tiny_model_dir("llama", out_dir, bos=R._GGUF_SOURCES[name].prepends_bos)
         time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("conversion interrupted")
@@ -127,11 +129,11 @@ def _run_threads(target: Callable[[], object], n: int = 3) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", M.TINY_ARCHS)
+@pytest.mark.parametrize("arch", tiny.TINY_ARCHS)
 def test_tiny_bridge_matches_hf(tmp_path: Path, arch: str, no_network: None) -> None:
     model_dir = tmp_path / arch
-    bridge = M.tiny_model(arch, model_dir, seed=1)
-    hf = M.tiny_hf_model(model_dir)
+    bridge = tiny.tiny_model(arch, model_dir, seed=1)
+    hf = tiny.tiny_hf_model(model_dir)
     ids = M.load_tokenizer(str(model_dir))(PROMPT, return_tensors="pt")["input_ids"]
     assert ids.shape[1] > 16  # longer than the gemma3 sliding window
     with torch.no_grad():
@@ -144,7 +146,7 @@ def test_tiny_configs(tiny_dirs: dict[str, Path]) -> None:
     for arch, model_dir in tiny_dirs.items():
         cfg = json.loads((model_dir / "config.json").read_text())
         assert cfg["vocab_size"] == 50257
-        assert M.model_context_length(M.tiny_hf_model(model_dir).config) >= 2048, arch
+        assert M.model_context_length(tiny.tiny_hf_model(model_dir).config) >= 2048, arch
     gemma = json.loads((tiny_dirs["gemma3"] / "config.json").read_text())
     assert gemma["sliding_window"] == 16
     assert set(gemma["layer_types"]) == {"sliding_attention", "full_attention"}
@@ -154,23 +156,21 @@ def test_tiny_configs(tiny_dirs: dict[str, Path]) -> None:
 
 
 def test_tiny_seeded(tmp_path: Path) -> None:
-    a = M.build_tiny_model_dir("llama", tmp_path / "a", seed=3)
-    b = M.build_tiny_model_dir("llama", tmp_path / "b", seed=3)
-    c = M.build_tiny_model_dir("llama", tmp_path / "c", seed=4)
-    wa, wb, wc = (M.tiny_hf_model(d).model.embed_tokens.weight for d in (a, b, c))
+    a = tiny.build_tiny_model_dir("llama", tmp_path / "a", seed=3)
+    b = tiny.build_tiny_model_dir("llama", tmp_path / "b", seed=3)
+    c = tiny.build_tiny_model_dir("llama", tmp_path / "c", seed=4)
+    wa, wb, wc = (tiny.tiny_hf_model(d).model.embed_tokens.weight for d in (a, b, c))
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
 
 
 def test_import_layout() -> None:
     """Tiny helpers import in either order; importing the models never imports TransformerLens."""
-    from icl_tokens.testing import tiny
-
-    assert M.tiny_model is tiny.tiny_model and M.TINY_ARCHS == tiny.TINY_ARCHS
     assert set(M.__all__) <= set(dir(M))
     script = (
         "import sys\n"
         "import icl_tokens.testing.tiny as t\n"
-        "from icl_tokens.models import TINY_ARCHS, build_tiny_model_dir, check_device\n"
+        "from icl_tokens.models import check_device\n"
+        "from icl_tokens.testing.tiny import TINY_ARCHS, build_tiny_model_dir\n"
         "assert t.TINY_ARCHS == TINY_ARCHS\n"
         "assert 'transformer_lens' not in sys.modules, 'TransformerLens imported eagerly'\n"
     )
@@ -228,8 +228,11 @@ def test_dir_without_config_rejected(tmp_path: Path) -> None:
 
 
 def _online(monkeypatch: pytest.MonkeyPatch) -> None:
+    from icl_tokens.models import registry
+
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(registry, "_probe_hub", lambda address, timeout: None)  # "reachable"
 
 
 def test_hub_id_routed_online(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -397,7 +400,7 @@ def test_load_model_checks_device_first(
 
 
 def test_manifest_roundtrip(tmp_path: Path) -> None:
-    d = M.build_tiny_model_dir("llama", tmp_path / "m")
+    d = tiny.build_tiny_model_dir("llama", tmp_path / "m")
     assert not M.validate_model_dir(d)  # no manifest yet
     manifest = M.write_manifest(d, {"gguf_sha256": "ab"})
     assert set(manifest["files"]) >= {"config.json", "tokenizer.json", "model.safetensors"}
@@ -414,7 +417,7 @@ def test_manifest_roundtrip(tmp_path: Path) -> None:
 
 
 def test_validate_detects_truncation_and_byte_flips(tmp_path: Path, hashes: HashCounter) -> None:
-    d = M.build_tiny_model_dir("llama", tmp_path / "m")
+    d = tiny.build_tiny_model_dir("llama", tmp_path / "m")
     M.write_manifest(d)
     weights = d / "model.safetensors"
     original, stamped = weights.read_bytes(), weights.stat()
@@ -440,7 +443,7 @@ def test_validate_detects_truncation_and_byte_flips(tmp_path: Path, hashes: Hash
 
 
 def test_validate_rejects_bad_manifests(tmp_path: Path) -> None:
-    d = M.build_tiny_model_dir("llama", tmp_path / "m")
+    d = tiny.build_tiny_model_dir("llama", tmp_path / "m")
     manifest = M.write_manifest(d)
     path = d / M.MANIFEST_NAME
     path.write_text("{not json")
@@ -463,7 +466,7 @@ def test_validate_rejects_bad_manifests(tmp_path: Path) -> None:
 
 def test_stamps_not_older_than_manifest_are_not_trusted(tmp_path: Path) -> None:
     """A file rewritten within the clock tick of its stamp would keep its mtime (racy check)."""
-    d = M.build_tiny_model_dir("llama", tmp_path / "m")
+    d = tiny.build_tiny_model_dir("llama", tmp_path / "m")
     manifest = M.write_manifest(d)
     stamp = manifest["files"]["config.json"]["mtime_ns"]
     os.utime(d / M.MANIFEST_NAME, ns=(stamp, stamp))
@@ -621,7 +624,7 @@ def test_failed_conversion_leaves_nothing(cache: Path, monkeypatch: pytest.Monke
 def test_leftover_temp_dir_is_never_used(fake_convert: FakeConverter, cache: Path) -> None:
     models = cache / "models"
     stale = models / ".gemma-3-270m.tmp-deadbeef"
-    M.build_tiny_model_dir("gpt2", stale)
+    tiny.build_tiny_model_dir("gpt2", stale)
     M.write_manifest(stale)  # even a complete-looking leftover must not be picked up
     target = M.ensure_model_dir("gemma-3-270m")
     assert fake_convert.calls == 1
@@ -638,10 +641,11 @@ def test_killed_conversion(cache: Path, fake_convert: FakeConverter, tmp_path: P
         import time
         from pathlib import Path
         from icl_tokens import models as M
+        from icl_tokens.testing import tiny
         from icl_tokens.models import gguf_cache as C
 
         def slow(name, out_dir):
-            M.build_tiny_model_dir("llama", out_dir)
+            tiny.build_tiny_model_dir("llama", out_dir)
             Path({str(marker)!r}).touch()
             time.sleep(600)
 
@@ -692,7 +696,7 @@ def test_build_atomically_replaces_invalid_target(tmp_path: Path) -> None:
     target = tmp_path / "models" / "x"
     target.mkdir(parents=True)
     (target / "junk").write_text("half-written")
-    M.build_model_dir_atomically(target, lambda d: M.build_tiny_model_dir("gpt2", d) and None)
+    M.build_model_dir_atomically(target, lambda d: tiny.build_tiny_model_dir("gpt2", d) and None)
     assert M.validate_model_dir(target) and not (target / "junk").exists()
     assert [p.name for p in target.parent.iterdir()] == ["x"]
 
@@ -729,7 +733,7 @@ def test_gemma_loads_offline_and_reuses_cache(
     assert M.adds_bos(tok)
     assert len(tok("\n\n", add_special_tokens=False)["input_ids"]) == 1
     ids = tok("The capital of France is", return_tensors="pt")["input_ids"]
-    hf = M.tiny_hf_model(model_dir)
+    hf = tiny.tiny_hf_model(model_dir)
     with torch.no_grad():
         bridge_logits, hf_logits = bridge(ids), hf(ids).logits
     assert (bridge_logits - hf_logits).abs().max().item() <= 1e-4

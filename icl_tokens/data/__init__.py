@@ -11,11 +11,11 @@ module decides which source is used, and why; the sources are:
 3. ``"hf"`` (:mod:`.hf`): Hugging Face ``datasets`` (online).
 
 With ``source=None``: an explicit ``data_dir`` is used (it must hold the task); else a set
-``$ICL_TOKENS_DATA_DIR`` is used and must hold the task: a missing folder, a file instead of a
-folder, or no ``<task>/`` in it is a :class:`DataUnavailableError`, never a silent switch to
-another evaluation set. Only when no data folder is configured at all are StaICC, then Hugging
-Face tried, and :attr:`TaskData.notes` says so. An explicit ``source="staicc"`` or ``"hf"``
-ignores the variable.
+``$ICL_TOKENS_DATA_DIR`` is used and must hold the task: an empty value, a missing folder, a file
+instead of a folder, or no ``<task>/`` in it is a :class:`DataUnavailableError`, never a silent
+switch to another evaluation set. Only when no data folder is configured at all are StaICC, then
+Hugging Face tried, and :attr:`TaskData.notes` says so. An explicit ``source="staicc"`` or
+``"hf"`` ignores the variable.
 
 ``D_in`` is built as in paper-spec §3 (CBU's cleaning, :mod:`.common`); every text is stripped of
 surrounding whitespace. Rows whose input text is empty are dropped and their number is stated in
@@ -99,6 +99,8 @@ def _with_options(task: str, load: Callable[[], TaskData]) -> TaskData:
 
 def _data_folder(task: str, data_dir: str | Path | None) -> Path | None:
     """The ``data_dir`` argument, else the checked ``$ICL_TOKENS_DATA_DIR``, else ``None``."""
+    if isinstance(data_dir, str) and not data_dir.strip():
+        raise ValueError(f"data_dir is empty ({data_dir!r}); pass the data folder or None.")
     if data_dir is not None:
         return Path(data_dir)
     env = env_data_dir()

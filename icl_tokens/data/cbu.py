@@ -241,8 +241,19 @@ def _layout_for(spec: TaskSpec, folder: Path) -> _DirLayout:
 
 # ------------------------------------------------------------------------------------ the env var
 def env_data_dir() -> str | None:
-    """The value of ``$ICL_TOKENS_DATA_DIR``, or ``None`` when it is unset or empty."""
-    return os.environ.get(ENV_DATA_DIR) or None
+    """The value of ``$ICL_TOKENS_DATA_DIR``, or ``None`` when it is unset.
+
+    Raises:
+        DataUnavailableError: The variable is set but empty or blank (what a mistyped ``$VAR``
+            gives); it is never taken for "unset".
+    """
+    value = os.environ.get(ENV_DATA_DIR)
+    if value is not None and not value.strip():
+        raise DataUnavailableError(
+            f"${ENV_DATA_DIR} is set but empty ({value!r}); unset it (`unset {ENV_DATA_DIR}`) to "
+            "use StaICC/HF, or point it at the data folder (e.g. shared/data)."
+        )
+    return value
 
 
 def check_env_folder(task: str, value: str) -> Path:

@@ -24,6 +24,7 @@ Label scores are always computed; a NaN or infinite score fails the run (:class:
 from __future__ import annotations
 
 import math
+import numbers
 import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -248,6 +249,22 @@ def _check_context(model: Any, items: Sequence[Item], max_new: int) -> None:
                 "(k) — nothing is truncated.")
 
 
+def _check_max_new(max_new_tokens: int | None) -> None:
+    """``max_new_tokens`` is ``None`` (the default) or an int >= 1."""
+    if max_new_tokens is None:
+        return
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral):
+        raise TypeError(
+            f"max_new_tokens must be an int >= 1 or None, got {type(max_new_tokens).__name__} "
+            f"{max_new_tokens!r}."
+        )
+    if max_new_tokens < 1:
+        raise ValueError(
+            f"max_new_tokens must be >= 1 (the label is generated), got {max_new_tokens}; "
+            "leave it None for the default (longest label + 2)."
+        )
+
+
 def _pad_id(tokenizer: Any) -> int:
     pad = tokenizer.pad_token_id
     if pad is None:
@@ -281,7 +298,7 @@ def score_items(
             :class:`BatchSize` shared across calls. A batch that raises
             ``torch.cuda.OutOfMemoryError`` is split in halves and retried, and later batches
             use the smaller size; one row out of memory is an error.
-        max_new_tokens: Default: longest label (tokens, in context) + 2.
+        max_new_tokens: At least 1; default: longest label (tokens, in context) + 2.
         progress: Called with the number of rows finished after each batch.
         prefix_cache: Reuse prefix caches across calls (only for the cached engine, and only
             while the model and its weights are unchanged).
@@ -292,12 +309,13 @@ def score_items(
     Returns:
         One :class:`RowResult` per item, in order.
     """
-    if not items:
-        return []
     if scoring not in SCORINGS:
         raise ValueError(f"unknown scoring {scoring!r}; use one of {SCORINGS}.")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use one of {ENGINES}.")
+    _check_max_new(max_new_tokens)
+    if not items:
+        return []
     sizer = BatchSize.of(batch_size)
     pad_id = _pad_id(tokenizer)
     if max_new_tokens is None:

@@ -8,8 +8,9 @@ tokenizer) from here. Modules:
 * :mod:`.manifest` -- manifests (size, sha256 and a cheap ``mtime_ns`` stamp per file) and
   validation (stamps by default, sha256 with ``check_hashes=True``);
 * :mod:`.gguf_cache` -- GGUF → Hugging Face conversion, atomic builds under a file lock;
+* :mod:`.bos` -- BOS detection and fixing of fast tokenizers (for the GGUF and tokenizer builds);
 * :mod:`.tokenizers` -- :func:`load_tokenizer` (never converts a model: tokenizer-only builds),
-  BOS handling, GPT-2's tokenizer;
+  GPT-2's tokenizer;
 * :mod:`.load` -- :func:`load_model`, :func:`check_device`, :func:`model_info`: the only module
   that imports TransformerLens (lazily).
 
@@ -23,23 +24,17 @@ Model names accepted by :func:`load_model` / :func:`load_tokenizer` / :func:`ens
 
 Token positions always come from the Hugging Face fast tokenizer returned by
 :func:`load_tokenizer`, never from ``bridge.to_tokens`` (which prepends ``<|im_start|>`` for
-SmolLM2). The tiny test models (:data:`TINY_ARCHS`, :func:`build_tiny_model_dir`,
-:func:`tiny_model`, :func:`tiny_hf_model`) live in :mod:`icl_tokens.testing.tiny` and are
-re-exported here lazily.
+SmolLM2). The tiny test models live in :mod:`icl_tokens.testing.tiny`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from .gguf_cache import (
-    _build_known_model,
-    _ensure_known,
     build_model_dir_atomically,
     convert_gguf_to_hf,
     ensure_model_dir,
 )
-from .load import _boot, check_device, load_model, model_context_length, model_info
+from .load import check_device, load_model, model_context_length, model_info
 from .manifest import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -49,9 +44,7 @@ from .manifest import (
     write_manifest,
 )
 from .registry import (
-    _GGUF_SOURCES,
     KNOWN_MODELS,
-    _resolve,
     cache_dir,
     library_versions,
     list_models,
@@ -72,11 +65,9 @@ __all__ = [
     "KNOWN_MODELS",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
-    "TINY_ARCHS",
     "ValidationResult",
     "adds_bos",
     "build_model_dir_atomically",
-    "build_tiny_model_dir",
     "cache_dir",
     "check_device",
     "convert_gguf_to_hf",
@@ -90,28 +81,7 @@ __all__ = [
     "model_context_length",
     "model_info",
     "remove_bos_post_processor",
-    "tiny_hf_model",
-    "tiny_model",
     "validate_model_dir",
     "validate_tokenizer_dir",
     "write_manifest",
 ]
-
-# Private names stay importable from here for old callers. Monkeypatch them where they are
-# looked up (``gguf_cache._build_known_model``, ``load._boot``), not on this package.
-_PRIVATE = (_GGUF_SOURCES, _boot, _build_known_model, _ensure_known, _resolve)
-
-_TINY_NAMES = frozenset({"TINY_ARCHS", "build_tiny_model_dir", "tiny_hf_model", "tiny_model"})
-
-
-def __getattr__(name: str) -> Any:
-    """Re-export the tiny test models lazily (``icl_tokens.testing.tiny`` imports this package)."""
-    if name in _TINY_NAMES:
-        from ..testing import tiny
-
-        return getattr(tiny, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _TINY_NAMES)

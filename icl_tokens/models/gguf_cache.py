@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .bos import fix_saved_tokenizer
 from .manifest import (
     _TMP_TAG,
     ValidationResult,
@@ -289,8 +290,6 @@ def convert_gguf_to_hf(gguf_path: Path, out_dir: Path) -> None:
 
 def _build_known_model(name: str, out_dir: Path) -> dict[str, Any]:
     """Convert an offline model's GGUF into ``out_dir``; returns the manifest's source entry."""
-    from .tokenizers import fix_saved_tokenizer  # tokenizers.py imports this module
-
     with _known_gguf(name, out_dir) as (gguf, source):
         convert_gguf_to_hf(gguf, out_dir)
     fix_saved_tokenizer(out_dir, _GGUF_SOURCES[name].prepends_bos)

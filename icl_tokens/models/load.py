@@ -6,6 +6,7 @@ tokenizer-only users never pay its import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,19 +14,19 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .gguf_cache import _ensure_known
-from .registry import (
-    _resolve,
-    hub_offline_error,
-    hub_offline_reason,
-    hub_oserror,
-    library_versions,
-    offline_env,
-)
+from .registry import _resolve, hub_access, hub_oserror, library_versions, offline_env
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-__all__ = ["check_device", "load_model", "model_context_length", "model_info"]
+__all__ = [
+    "DTYPES", "check_device", "load_model", "model_context_length", "model_info", "torch_dtype",
+]
+
+#: Parameter dtypes :func:`load_model` accepts by name.
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+}
 
 
 def _auto_device() -> str:
@@ -89,6 +90,22 @@ def check_device(device: str | None) -> str:
     return str(parsed)
 
 
+def torch_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """A floating-point torch dtype, or one named in :data:`DTYPES` (``"bfloat16"``), as a dtype.
+
+    Raises:
+        ValueError: an unknown name or a non-floating dtype, naming the accepted ones.
+    """
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    raise ValueError(
+        f"unknown dtype {dtype!r}; use one of {list(DTYPES)} or a floating-point torch dtype "
+        "(e.g. torch.float32)."
+    )
+
+
 def _boot(source: str, device: str | None, dtype: torch.dtype, **placement: Any
           ) -> TransformerBridge:
     from transformer_lens.model_bridge import TransformerBridge
@@ -127,7 +144,7 @@ def _tag(bridge: TransformerBridge, name: str, model_dir: Path | None) -> Transf
 def load_model(
     name: str = "gemma-3-270m",
     device: str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     *,
     verify: bool = False,
     device_map: str | dict[str, Any] | None = None,
@@ -140,7 +157,8 @@ def load_model(
             directory holding a Hugging Face model, or a Hub id ``org/name`` (needs network).
         device: e.g. ``"cpu"`` or ``"cuda"``; ``None`` lets TransformerLens choose. Checked with
             :func:`check_device` before anything is converted or loaded.
-        dtype: parameter dtype of the bridge.
+        dtype: parameter dtype of the bridge: a torch dtype or ``"float32"``, ``"bfloat16"``,
+            ``"float16"``.
         verify: compare the sha256 of every cached file (slow) instead of sizes and stamps.
         device_map: for a model larger than one GPU: ``"auto"`` (or ``"balanced"``,
             ``"sequential"``, a ``{module: device}`` dict) lets accelerate spread the layers over
@@ -152,19 +170,20 @@ def load_model(
         The bridge (eval mode), tagged with ``icl_tokens_model_name``/``icl_tokens_model_dir``.
 
     Raises:
-        ValueError: for names of none of the accepted forms, an unavailable device, and Hub ids
-            while offline or when the hub fails.
+        ValueError: for names of none of the accepted forms (an empty one included), an unknown
+            dtype, an unavailable device, and Hub ids while offline (at once, unless cached) or
+            when the hub fails.
         ModuleNotFoundError: when an offline model's GGUF package is not installed.
     """
+    dtype = torch_dtype(dtype)
     check_device(device)
     placement = _placement(device, device_map, max_memory)
     kind, where = _resolve(name)
     if kind == "hub":
-        reason = hub_offline_reason()
-        if reason:
-            raise hub_offline_error(name, reason)
+        cached = hub_access(name, "config.json")
         try:
-            bridge = _boot(str(where), device, dtype, **placement)
+            with offline_env() if cached else contextlib.nullcontext():
+                bridge = _boot(str(where), device, dtype, **placement)
         except OSError as err:
             raise hub_oserror(name, err) from err
         return _tag(bridge, name, None)
@@ -203,7 +222,7 @@ def sliding_window(model: Any) -> int | None:
 
 def _prepends_bos(bridge: Any) -> bool | None:
     """Whether the bridge's tokenizer puts BOS before every prompt (None if unknown)."""
-    from .tokenizers import adds_bos
+    from .bos import adds_bos
 
     tok = getattr(bridge, "tokenizer", None)
     try:
@@ -222,7 +241,7 @@ def model_info(bridge: TransformerBridge) -> dict[str, Any]:
         layers, else None), ``prepends_bos``, ``icl_tokens_version`` and ``versions`` (python,
         torch, transformers, tokenizers, transformer-lens, gguf).
     """
-    from .. import __version__
+    from ..version import __version__
 
     cfg = bridge.cfg
     param = next(bridge.parameters())

@@ -11,6 +11,7 @@ import importlib.metadata
 import os
 import platform
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,10 @@ from pathlib import Path
 __all__ = [
     "KNOWN_MODELS",
     "cache_dir",
+    "hub_access",
     "hub_offline_error",
     "hub_offline_reason",
+    "hub_unreachable_reason",
     "hub_oserror",
     "library_versions",
     "list_models",
@@ -41,6 +44,8 @@ KNOWN_MODELS: dict[str, str] = {
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _TRUE = {"1", "ON", "YES", "TRUE"}  # as huggingface_hub parses its boolean variables
+#: Seconds the connectivity probe waits before a Hub id is declared unreachable.
+HUB_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,11 @@ def _resolve(name: str) -> tuple[str, Path | str]:
         ``("known", cache_path)``, ``("local", dir)`` or ``("hub", hub_id)``.
 
     Raises:
-        ValueError: for anything else, naming the accepted forms.
+        ValueError: for anything else (an empty name included), naming the accepted forms.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise _unknown_model_error(name, " (the model name is empty)" if isinstance(name, str)
+                                   else f" (a {type(name).__name__}, not a string)")
     if name in KNOWN_MODELS:
         return "known", cache_dir() / "models" / name
     path = Path(name).expanduser()
@@ -151,9 +159,9 @@ def hub_offline_error(hub_id: str, reason: str) -> ValueError:
         reason: e.g. ``"offline (HF_HUB_OFFLINE=1)"``.
     """
     return ValueError(
-        f"cannot load {hub_id!r} from the Hugging Face hub: {reason}. Download it "
-        "where you have network and pass the local folder, or use an offline name: "
-        f"{', '.join(KNOWN_MODELS)}."
+        f"cannot load {hub_id!r} from the Hugging Face hub: {reason}. Set HF_HUB_OFFLINE=1 to "
+        "work offline (no hub calls). Download it where you have network and pass the local "
+        f"folder, or use an offline name: {', '.join(KNOWN_MODELS)}."
     )
 
 
@@ -165,6 +173,65 @@ def _first_line(err: BaseException) -> str:
 def hub_oserror(hub_id: str, err: OSError) -> ValueError:
     """Turn the ``OSError`` transformers raises for an unreachable Hub into a clear error."""
     return hub_offline_error(hub_id, f"offline, unreachable or unknown id ({_first_line(err)})")
+
+
+def _hub_address() -> tuple[str, int]:
+    """Host and port through which the hub is reached: the proxy for it, else ``$HF_ENDPOINT``."""
+    import urllib.parse
+    import urllib.request
+
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        url = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host = url.hostname or host
+    return host, url.port or (443 if url.scheme == "https" else 80)
+
+
+def _probe_hub(address: tuple[str, int], timeout: float) -> None:
+    """Open and close a TCP connection to ``address`` (an ``OSError`` when unreachable)."""
+    socket.create_connection(address, timeout=timeout).close()
+
+
+def hub_unreachable_reason() -> str | None:
+    """Why the hub cannot be reached now (one TCP connect, at most 3 s), or ``None``."""
+    host, port = _hub_address()
+    try:
+        _probe_hub((host, port), HUB_PROBE_TIMEOUT_S)
+    except OSError as err:
+        return (f"no network ({host}:{port} not reachable within {HUB_PROBE_TIMEOUT_S:g} s: "
+                f"{_first_line(err)})")
+    return None
+
+
+def _hub_cached(hub_id: str, filename: str) -> bool:
+    """Whether ``filename`` of ``hub_id`` is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(hub_id, filename), str)
+
+
+def hub_access(hub_id: str, filename: str) -> bool:
+    """Check, before any download, that a Hub id can be loaded now.
+
+    Args:
+        hub_id: the ``org/name`` id.
+        filename: a file the load reads first (``"config.json"``), to look for in the HF cache.
+
+    Returns:
+        ``False`` to load online; ``True`` when offline (or the hub is unreachable) but the files
+        are cached: load them under :func:`offline_env`.
+
+    Raises:
+        ValueError: offline or unreachable and not cached (:func:`hub_offline_error`), at once.
+    """
+    reason = hub_offline_reason() or hub_unreachable_reason()
+    if reason is None:
+        return False
+    if _hub_cached(hub_id, filename):
+        return True
+    raise hub_offline_error(hub_id, reason)
 
 
 @contextlib.contextmanager
