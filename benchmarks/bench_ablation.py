@@ -45,7 +45,7 @@ from icl_tokens.experiments.representation import representation_items
 
 CONDITIONS = ("icl", "icl-template", "icl-stopword", "icl-content", "+template", "+stopword",
               "+content", "none")
-#: The aggregation sweep (issue 8): block variants inside the demonstrations (prefix-side
+#: The aggregation sweep: block variants inside the demonstrations (prefix-side
 #: interventions, one prefix each), the block of :mod:`icl_tokens.aggregation.block`.
 def variants(k: int) -> dict[str, Any]:
     """The block variants for prompts of ``k`` demonstrations."""

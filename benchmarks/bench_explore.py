@@ -1,4 +1,4 @@
-"""Latency of one knockout-explorer update (issue 10): median over 20 varied selections.
+"""Latency of one knockout-explorer update: median over 20 varied selections.
 
 One update = ``ExplorerState.update(selection)``: the selection's knockout, one cached forward of
 the test suffix (the demonstration prefix computed once, before the timed updates), greedy
@@ -7,16 +7,23 @@ The widget adds only redrawing on top. Selections vary the hidden kinds, demonst
 clicked tokens, layer windows, heads and the query scope; the E9 aggregation block (which needs
 its own prefix) is timed separately.
 
+``--browser`` times what a person waits for instead: the explorer served by Voila in headless
+Chromium (Playwright, Debian's ``chromium``), from a click on a demonstration token to the
+changed DOM (the status line showing the new update), median over ``--n`` clicks.
+
     ICL_TOKENS_DATA_DIR=../shared/data python benchmarks/bench_explore.py [--model gemma-3-270m]
-        [--task sst2] [--k 4] [--example 0] [--scoring generate] [--n 20]
+        [--task sst2] [--k 4] [--example 0] [--scoring generate] [--n 20] [--browser]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,6 +61,43 @@ def selections(state: ExplorerState, n: int) -> list[Selection]:
     return out
 
 
+def browser_latency(args: argparse.Namespace) -> None:
+    """Serve the explorer with Voila and time ``args.n`` token clicks in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from icl_tokens.explore.browser import (
+        CHROMIUM_ARGS,
+        app_notebook,
+        click_latency,
+        find_chromium,
+        open_explorer,
+        serve_voila,
+    )
+
+    chromium = find_chromium()
+    if chromium is None:
+        raise SystemExit("no Chromium found: apt-get install -y chromium (or set "
+                         "ICL_TOKENS_BROWSER).")
+    with tempfile.TemporaryDirectory() as tmp:
+        nb = app_notebook(Path(tmp) / "app.ipynb", args.model, args.task, seed=args.seed,
+                          k=args.k, example=args.example, scoring=args.scoring)
+        with serve_voila(nb) as url, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            first = open_explorer(page, url, timeout=600)
+            n_demo = page.eval_on_selector_all(".icl-tok:not(.test)", "els => els.length")
+            picks = [f".icl-pos-{1 + (7 * i) % (n_demo - 1)}" for i in range(args.n)]
+            times = [click_latency(page, p) for p in picks]
+            browser.close()
+    print(f"browser (Voila + headless Chromium), model {args.model}, task {args.task}, "
+          f"scoring={args.scoring}, load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
+    print(f"first render (kernel start, imports, model loading, first update): {first:.1f} s")
+    print(f"{len(times)} token clicks, click to changed DOM: median "
+          f"{statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms, max "
+          f"{max(times) * 1000:.0f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gemma-3-270m")
@@ -63,7 +107,12 @@ def main() -> None:
     ap.add_argument("--example", type=int, default=0)
     ap.add_argument("--scoring", default="generate", choices=["generate", "label"])
     ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--browser", action="store_true",
+                    help="time clicks in the explorer served by Voila, in headless Chromium")
     args = ap.parse_args()
+    if args.browser:
+        browser_latency(args)
+        return
     torch.set_grad_enabled(False)
     model, tok = load_model(args.model), load_tokenizer(args.model)
     state = ExplorerState.from_task(model, tok, args.task, seed=args.seed, k=args.k,

@@ -1,4 +1,4 @@
-"""Time of the probes on all layers of one task (issue 8 point 3; target <= 5 min on the
+"""Time of the probes on all layers of one task (target <= 5 min on the
 2-core CPU machine for SST-2, 2 seeds x 50 examples, Gemma-3-270M, without the null).
 
 Measures, on the package's own path (:func:`~icl_tokens.aggregation.probes.collect_probe_data`

@@ -20,8 +20,8 @@ SST2 and RTE columns):
 * ``paper_table15_pvalues.csv``: Table 15 (pair-wise t-test p-values), columns
   ``table, model, comparison, a, b, condition_a, condition_b, task, value, not_significant``.
 
-Models are ``OpenLlama-3B``, ``Llama-7B``, ``Llama-13B``, ``Llama-30B``; tasks use our names
-(``agnews, sst2, trec, dbpedia, rte, cb``).
+Models are ``OpenLlama-3B``, ``Llama-7B``, ``Llama-13B``, ``Llama-30B``; tasks use our names, in
+the paper's column order (:data:`icl_tokens.tasks.PAPER_TASKS`).
 
     >>> float(paper_condition_table("Llama-7B").loc["+template", "sst2"])
     90.2
@@ -37,11 +37,10 @@ from pathlib import Path
 import pandas as pd
 
 from .ablation.conditions import PAPER_ORDER, resolve_condition
-from .tasks import data_root
+from .tasks import PAPER_TASKS, data_root
 
 __all__ = [
     "PAPER_MODELS",
-    "PAPER_TASK_ORDER",
     "REFERENCE_TABLES",
     "paper_condition_table",
     "paper_table",
@@ -51,8 +50,6 @@ __all__ = [
 
 #: Models of the paper's tables, in the paper's order.
 PAPER_MODELS: tuple[str, ...] = ("OpenLlama-3B", "Llama-7B", "Llama-13B", "Llama-30B")
-#: Task columns in the paper's order (our task names).
-PAPER_TASK_ORDER: tuple[str, ...] = ("agnews", "sst2", "trec", "dbpedia", "rte", "cb")
 #: Tables available through :func:`paper_table`.
 REFERENCE_TABLES: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 9, 10, 14, 15)
 
@@ -126,9 +123,9 @@ def _as_list(x: str | Iterable[str]) -> list[str]:
 
 def _check_tasks(tasks: str | Iterable[str]) -> list[str]:
     out = _as_list(tasks)
-    bad = [t for t in out if t not in PAPER_TASK_ORDER]
+    bad = [t for t in out if t not in PAPER_TASKS]
     if bad:
-        raise ValueError(f"unknown paper task(s) {bad}; choose from {list(PAPER_TASK_ORDER)}.")
+        raise ValueError(f"unknown paper task(s) {bad}; choose from {list(PAPER_TASKS)}.")
     return out
 
 
@@ -213,7 +210,7 @@ def paper_condition_table(
         ``icl-stopword``, ``icl-template``) and one column per task.
     """
     _check_model(model)
-    cols = list(PAPER_TASK_ORDER) if tasks is None else _check_tasks(tasks)
+    cols = list(PAPER_TASKS) if tasks is None else _check_tasks(tasks)
     rows = [c for c in PAPER_ORDER if c != "none"]
     long = pd.concat([paper_values(2, model), paper_values(3, model)], ignore_index=True)
     wide = long.pivot(index="condition", columns="task", values="value")
@@ -240,7 +237,7 @@ def paper_cells_table(
         Accuracy (%) with index ``condition`` in the order of ``cells``.
     """
     _check_model(model)
-    cols = list(PAPER_TASK_ORDER) if tasks is None else _check_tasks(tasks)
+    cols = list(PAPER_TASKS) if tasks is None else _check_tasks(tasks)
     rows = {}
     for cond, (table, setting, variant) in cells.items():
         df = paper_values(table, model)

@@ -1,4 +1,4 @@
-"""Reproduce the paper end to end (issue 11): every experiment behind Tables 2-6, 8-10, 14 and
+"""Reproduce the paper end to end: every experiment behind Tables 2-6, 8-10, 14 and
 15 for one model, at a named budget, into one results folder.
 
     python -m icl_tokens reproduce --tables all --budget smoke          # CI, minutes
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,18 +32,14 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-__all__ = ["Budget", "BUDGETS", "TABLES", "EXPERIMENTS", "experiments_for", "parse_tables",
-           "reproduce", "default_out_dir", "PAPER_TASKS"]
+from .experiments.registry import EXPERIMENTS
+from .tasks import PAPER_TASKS
 
-#: The paper's six tasks, in its column order.
-PAPER_TASKS = ("agnews", "sst2", "trec", "dbpedia", "rte", "cb")
+__all__ = ["Budget", "BUDGETS", "TABLES", "EXPERIMENTS", "experiments_for", "parse_tables",
+           "reproduce", "default_out_dir", "PAPER_TASKS", "parse_tasks"]
+
 #: Every table ``reproduce`` makes.
-TABLES = (2, 3, 4, 5, 6, 8, 9, 10, 14, 15)
-#: Experiment → the tables it feeds.
-EXPERIMENTS: dict[str, tuple[int, ...]] = {
-    "representation": (2, 3, 15), "nltk": (14,), "token": (4,), "parts": (5, 6),
-    "variants": (8, 9, 10),
-}
+TABLES = tuple(sorted({t for e in EXPERIMENTS.values() for t in e.tables}))
 
 
 @dataclass(frozen=True)
@@ -101,58 +98,29 @@ def parse_tables(text: str | Sequence[int]) -> tuple[int, ...]:
 
 def experiments_for(tables: Sequence[int]) -> list[str]:
     """The experiments the tables need, in a fixed order."""
-    return [e for e, ts in EXPERIMENTS.items() if set(ts) & set(tables)]
+    return [name for name, e in EXPERIMENTS.items() if set(e.tables) & set(tables)]
+
+
+def parse_tasks(tasks: Sequence[str] | str | None) -> list[str]:
+    """``None`` → the paper's six tasks; a comma-separated string or sequence → its names
+    (an empty list, ``""`` or ``","``, is an error rather than all six)."""
+    from .tasks import load_task
+
+    if tasks is None:
+        return list(PAPER_TASKS)
+    items = tasks.split(",") if isinstance(tasks, str) else [str(t) for t in tasks]
+    out = list(dict.fromkeys(t.strip() for t in items if t.strip()))
+    if not out:
+        raise ValueError(f"--tasks {tasks!r} names no task; give e.g. sst2,agnews or leave "
+                         f"it out for the paper's six ({','.join(PAPER_TASKS)}).")
+    for t in out:
+        load_task(t)  # a bad task name fails before anything runs
+    return out
 
 
 def default_out_dir(model: str, budget: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).name)
     return Path("results") / f"reproduce-{safe}-{budget}"
-
-
-def _config(experiment: str, common: dict[str, Any], tables: Sequence[int],
-            numbers: Sequence[int] = (1, 2, 3, 4, 5)) -> Any:
-    """The experiment's config for one task."""
-    if experiment in ("representation", "nltk"):
-        from .representation import AblationConfig
-
-        extra = dict(stopword_variant="nltk", hide_bos=True) if experiment == "nltk" else {}
-        return AblationConfig(**common, **extra)
-    if experiment == "token":
-        from .token_level import TokenAblationConfig
-
-        return TokenAblationConfig(**common)
-    if experiment == "parts":
-        from .template_parts import PartsConfig
-
-        return PartsConfig(**common)
-    from .variants import VariantsConfig
-
-    return VariantsConfig(**common, tables=tuple(t for t in tables if t in (8, 9, 10)),
-                          numbers=tuple(numbers))
-
-
-def _runner(experiment: str) -> Callable[..., pd.DataFrame]:
-    if experiment in ("representation", "nltk"):
-        from .representation import run_ablation
-
-        return run_ablation
-    if experiment == "token":
-        from .token_level import run_token_ablation
-
-        return run_token_ablation
-    if experiment == "parts":
-        from .template_parts import run_template_parts
-
-        return run_template_parts
-    from .variants import run_variants
-
-    return run_variants
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"example_id": str, "gold": str, "prediction": str,
-                                    "label_prediction": str, "continuation": str},
-                       keep_default_na=False)
 
 
 def _sha256(path: Path) -> str:
@@ -165,8 +133,8 @@ def _sha256(path: Path) -> str:
 
 def _data_provenance(task: str, data_source: str | None) -> dict[str, Any]:
     """Where a task's data came from, without machine paths: source kind, file names, sha256."""
-    from ..data import load_task_data
-    from ..tasks import load_task
+    from .data import load_task_data
+    from .tasks import load_task
 
     data = load_task_data(load_task(task), source=data_source)
     loc = Path(str(data.location))
@@ -202,66 +170,141 @@ def reproduce(
     command: str | None = None,
 ) -> Path:
     """Run (or resume) every experiment the tables need, then write the tidy data, the tables,
-    the report and the provenance into ``out_dir``; returns the folder."""
-    import torch
+    the report and the provenance into ``out_dir``; returns the folder.
 
-    from ..models import library_versions, load_model, load_tokenizer, model_info
-    from ..tasks import load_task
+    Everything is checked before the model loads: tables, budget, tasks (``[]`` is an error;
+    ``None`` the paper's six), the folder (writable; a folder of an earlier run must be rerun
+    with the same tables, tasks, model and budget); a second ``reproduce`` on the same folder is
+    refused while this one runs.
+    """
+    from .results import FolderLock, check_output_path
 
     tables = parse_tables(tables)
     b = BUDGETS[budget] if isinstance(budget, str) and budget in BUDGETS else budget
     if not isinstance(b, Budget):
         raise ValueError(f"unknown budget {budget!r}; choose one of {list(BUDGETS)}.")
-    tasks = list(tasks) if tasks else list(PAPER_TASKS)
-    for t in tasks:
-        load_task(t)  # a bad task name fails before anything runs
+    tasks = parse_tasks(tasks)
     out = Path(out_dir) if out_dir is not None else default_out_dir(model, b.name)
-    exps = experiments_for(tables)
-    t0 = time.time()
-    provenance_data = {t: _data_provenance(t, data_source) for t in tasks}
+    check_output_path(out / "provenance.json", "results/reproduce-x", option="--out-dir")
+    _check_same_run(out, tables, tasks, model, b.name)
+    with FolderLock(out):
+        t0 = time.time()
+        provenance_data = {t: _data_provenance(t, data_source) for t in tasks}
+        bridge, tok = _load(model, device, dtype)
+        timing: dict[str, float] = {}
+        common = dict(model=model, seeds=b.seeds, k=b.k, n_test=b.n_test, scoring=scoring,
+                      engine="cached", batch_size=batch_size, dtype=dtype, device=device,
+                      data_source=data_source)
+        exps = experiments_for(tables)
+        stages = _stage_bar(len(exps) * len(tasks), progress)
+        try:
+            for exp in exps:
+                _run_tasks(exp, tasks, common, tables, b, out, bridge, tok, progress, log,
+                           timing, stages)
+        finally:
+            if stages is not None:
+                stages.close()
+        provenance = _provenance(command, tables, tasks, model, b, paper_model, scoring, dtype,
+                                 bridge, provenance_data)
+        _write_text(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True)
+                    + "\n")
+        from .analysis.report import write_report
+
+        write_report(out)
+        timing["total"] = round(time.time() - t0, 1)
+        log(f"results: {out} ({timing['total']:.0f} s)")
+        _write_text(out / "timing.json", json.dumps(_add_timing(out / "timing.json", timing),
+                                                    indent=2) + "\n")
+    return out
+
+
+def _check_same_run(out: Path, tables: Sequence[int], tasks: Sequence[str], model: str,
+                    budget: str) -> None:
+    """A folder that holds an earlier run is only resumed by the same run (a narrower
+    ``--tasks`` would silently rewrite its tidy data, report and provenance)."""
+    prov_path = out / "provenance.json"
+    if not prov_path.is_file():
+        return
+    try:
+        prov = json.loads(prov_path.read_text(encoding="utf-8"))
+        old = {"tables": list(prov["tables"]), "tasks": list(prov["tasks"]),
+               "model": prov["model"], "budget": prov["budget"]["name"]}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{prov_path}: not a reproduce provenance file ({e}); use another "
+                         "--out-dir.") from None
+    new = {"tables": list(tables), "tasks": list(tasks), "model": model, "budget": budget}
+    diff = [f"{k} {old[k]} (now {new[k]})" for k in old if old[k] != new[k]]
+    if diff:
+        raise ValueError(f"{out} holds the run with {'; '.join(diff)}; rerun it with the same "
+                         "--tables, --tasks, --model and --budget to resume it, or give a new "
+                         "--out-dir.")
+
+
+def _load(model: str, device: str | None, dtype: str) -> tuple[Any, Any]:
+    import torch
+
+    from .models import load_model, load_tokenizer
+
     bridge = load_model(model, device=device, dtype=getattr(torch, dtype))
     tok = load_tokenizer(model)
     torch.set_grad_enabled(False)
-    timing: dict[str, float] = {}
-    for exp in exps:
-        frames = []
-        for task in tasks:
-            common = dict(model=model, task=task, seeds=b.seeds, k=b.k, n_test=b.n_test,
-                          scoring=scoring, engine="cached", batch_size=batch_size,
-                          dtype=dtype, device=device, data_source=data_source)
-            cfg = _config(exp, common, tables, b.numbers)
-            path = out / "runs" / f"{exp}_{task}.csv"
-            log(f"[{exp} {task}] -> {path}")
-            t1 = time.time()
-            _runner(exp)(cfg, model=bridge, tokenizer=tok, out=path, progress=progress,
-                         log=log)
-            if exp == "representation":
-                _content_free(cfg, bridge, tok, out / "runs" / f"cf_representation_{task}.csv")
-            timing[f"{exp}_{task}"] = round(time.time() - t1, 1)
-            frames.append(_read_csv(path))
-        _write_tidy(exp, frames, out)
-    provenance = {
+    return bridge, tok
+
+
+def _stage_bar(total: int, enabled: bool) -> Any:
+    """A tqdm bar over the (experiment, task) runs, or None when progress is off."""
+    if not enabled or not total:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="reproduce", unit="run", file=sys.stderr)
+
+
+def _run_tasks(exp: str, tasks: Sequence[str], common: dict[str, Any], tables: Sequence[int],
+               b: Budget, out: Path, bridge: Any, tok: Any, progress: bool,
+               log: Callable[[str], None], timing: dict[str, float], stages: Any = None) -> None:
+    """One experiment on every task (resumable runs), then its tidy rows; ``stages`` (a bar
+    over the runs) advances once per task."""
+    from .experiments.runner import run_config
+    from .results.tidy import read_rows
+
+    e = EXPERIMENTS[exp]
+    frames = []
+    for task in tasks:
+        cfg = e.config_for({**common, "task": task}, tables, numbers=b.numbers)
+        path = out / "runs" / f"{exp}_{task}.csv"
+        log(f"[{exp} {task}] -> {path}")
+        if stages is not None:
+            stages.set_postfix_str(f"{exp} {task}")
+        t1 = time.time()
+        run_config(cfg, model=bridge, tokenizer=tok, out=path, progress=progress, log=log)
+        if e.content_free:
+            _content_free(cfg, bridge, tok, out / "runs" / f"cf_{exp}_{task}.csv", log)
+        timing[f"{exp}_{task}"] = round(time.time() - t1, 1)
+        if stages is not None:
+            stages.update(1)
+        frames.append(read_rows(path))
+    _write_tidy(exp, frames, out)
+
+
+def _provenance(command: str | None, tables: Sequence[int], tasks: Sequence[str], model: str,
+                b: Budget, paper_model: str, scoring: str, dtype: str, bridge: Any,
+                data: dict[str, Any]) -> dict[str, Any]:
+    from .models import library_versions, model_info
+
+    return {
         "command": command or "python -m icl_tokens reproduce "
                    f"--tables {','.join(str(t) for t in tables)} --model {model} "
                    f"--tasks {','.join(tasks)} --budget {b.name}",
-        "tables": list(tables), "tasks": tasks, "experiments": exps, "model": model,
-        "paper_model": paper_model, "scoring": scoring, "dtype": dtype,
+        "tables": list(tables), "tasks": list(tasks), "experiments": experiments_for(tables),
+        "model": model, "paper_model": paper_model, "scoring": scoring, "dtype": dtype,
         "budget": {"name": b.name, "seeds": list(b.seeds), "n_test": b.n_test, "k": b.k,
                    "numbers": list(b.numbers), "description": b.description},
         "versions": library_versions(),
         "model_info": {k: v for k, v in model_info(bridge).items()
                        if k not in ("model_dir", "device")},
-        "data": provenance_data,
+        "data": data,
     }
-    _write_text(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True) + "\n")
-    from ..analysis.report import write_report
-
-    write_report(out)
-    timing["total"] = round(time.time() - t0, 1)
-    log(f"results: {out} ({timing['total']:.0f} s)")
-    _write_text(out / "timing.json", json.dumps(_add_timing(out / "timing.json", timing),
-                                                indent=2) + "\n")
-    return out
 
 
 def _add_timing(path: Path, timing: dict[str, float]) -> dict[str, float]:
@@ -275,30 +318,54 @@ def _add_timing(path: Path, timing: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def _content_free(cfg: Any, model: Any, tok: Any, path: Path) -> None:
-    """The content-free rows of a representation run (cheap; recomputed only if missing)."""
-    from ..analysis.calibration import content_free_rows
+def _content_free(cfg: Any, model: Any, tok: Any, path: Path,
+                  log: Callable[[str], None]) -> None:
+    """The content-free rows of a run (for contextual calibration) in a resumable results file
+    keyed like every run: a torn or short file is repaired and completed, never trusted."""
+    from .analysis.calibration import CONTENT_FREE, content_free_rows
+    from .data import load_task_data
+    from .experiments.runner import result_columns, run_identity
+    from .models import check_device
+    from .results import ResultsFile
+    from .tasks import load_task
 
-    if path.exists():
-        return
-    df = content_free_rows(cfg, model=model, tokenizer=tok)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False, float_format="%.6f")
+    task = load_task(cfg.task)
+    data = load_task_data(task, source=cfg.data_source)
+    names = cfg.condition_names()
+    expected = {(str(s), f"content-free:{i}", c) for s in cfg.seeds
+                for i in range(len(CONTENT_FREE)) for c in names}
+    identity = {**run_identity(cfg, task, data, check_device(cfg.device)),
+                "content_free": list(CONTENT_FREE)}
+    with ResultsFile(path, result_columns(task, ("content_free",)), identity, {},
+                     expected_keys=expected) as store:
+        for n in store.notes:
+            log(f"{store.path}: {n}")
+        if expected <= store.done:
+            return
+        df = content_free_rows(cfg, model=model, tokenizer=tok)
+        rows = [r for r in df.to_dict("records")
+                if not store.is_done(int(r["seed"]), str(r["example_id"]), str(r["condition"]))]
+        for r in rows:
+            for c in r:
+                if c.startswith("score_"):
+                    r[c] = f"{float(r[c]):.6f}"
+        store.append(rows)
+        store.canonicalize(sorted(expected, key=lambda k: (int(k[0]), k[1], names.index(k[2]))))
 
 
 def _write_tidy(exp: str, frames: list[pd.DataFrame], out: Path) -> None:
     """``tidy/<exp>.csv``: the runs' rows of every task, with the continuous metrics and, for
     the representation level, the calibrated prediction."""
-    from ..analysis.metrics import add_continuous_metrics
+    from .analysis.metrics import add_continuous_metrics
 
     df = pd.concat(frames, ignore_index=True)
     df = add_continuous_metrics(df)
     if exp == "representation":
-        from ..analysis.calibration import calibrate
+        from .analysis.calibration import calibrate
+        from .results.tidy import read_rows
 
-        cf = pd.concat([pd.read_csv(p, dtype={"example_id": str}, keep_default_na=False)
-                        for p in sorted((out / "runs").glob("cf_representation_*.csv"))
-                        if p.stem.removeprefix("cf_representation_") in set(df["task"])],
+        cf = pd.concat([read_rows(p) for p in sorted((out / "runs").glob(f"cf_{exp}_*.csv"))
+                        if p.stem.removeprefix(f"cf_{exp}_") in set(df["task"])],
                        ignore_index=True)
         df = calibrate(df, cf)
     (out / "tidy").mkdir(parents=True, exist_ok=True)

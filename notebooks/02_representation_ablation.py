@@ -87,10 +87,12 @@ from icl_tokens.ablation import (
     knockout_for,
 )
 from icl_tokens.analysis.tables import (
+    LAYOUT_FOOTNOTE,
     accuracy_by_seed,
     accuracy_table,
     format_accuracy_table,
     hidden_counts,
+    layout_text,
     paper_layout,
     pattern_checks,
     validity_table,
@@ -430,7 +432,8 @@ display(results.loc[:8, [c for c in results.columns if not c.startswith("score_"
 # (`PAPER_MODEL`, 15 seeds). `avg` is the mean over *these* tasks (the paper's last column
 # averages all six, so the paper's `avg` here differs from its printed one). `Δ` is the paper's
 # last column: the difference from Zero-shot for the Table 2 rows (and the diagnostic `none`),
-# and from Standard ICL for the Table 3 rows.
+# and from Standard ICL for the Table 3 rows. `paper_layout` returns the numbers (NaN where a
+# cell has none); `layout_text` shows them rounded, with `–` for a missing value.
 
 # %%
 paper = paper_condition_table(PAPER_MODEL, tasks=tasks)
@@ -438,13 +441,15 @@ acc_gen = accuracy_table(results, "correct")
 acc_label = accuracy_table(results, "label_correct")
 print(f"data: {data}")
 print("acc_gen: the first generated word must be the gold label (primary metric)")
-display(paper_layout(acc_gen, paper))
+display(layout_text(paper_layout(acc_gen, paper)))
 print("acc_label: forced choice among the label words (secondary metric)")
-display(paper_layout(acc_label, paper))
+display(layout_text(paper_layout(acc_label, paper)))
+print(LAYOUT_FOOTNOTE)
 
 # %% [markdown]
-# The same numbers as text, with the standard deviation over seeds (`format_accuracy_table`),
-# headed by the data they ran on:
+# The same numbers as text, with the standard deviation over seeds (`format_accuracy_table`;
+# a run of one seed has no spread, so its cells show the accuracy alone), headed by the data
+# they ran on:
 
 # %%
 print(format_accuracy_table(acc_gen, paper=paper, paper_label=PAPER_MODEL, data_note=data))

@@ -79,6 +79,7 @@ import torch
 from IPython.display import HTML, display
 
 from icl_tokens.ablation import CONDITION_LABELS, Block, Knockout, Sel
+from icl_tokens.ablation.removal import TOKEN_CONDITIONS, TokenRemoval, removal_counts
 from icl_tokens.analysis.compare import compare
 from icl_tokens.analysis.tables import accuracy_table, format_accuracy_table, hidden_counts
 from icl_tokens.analysis.verdicts import verdict_table
@@ -94,17 +95,16 @@ from icl_tokens.experiments.template_parts import (
     run_template_parts,
 )
 from icl_tokens.experiments.template_parts import PATTERNS as PART_PATTERNS
+from icl_tokens.experiments.token_level import PATTERNS as TOKEN_PATTERNS
 from icl_tokens.experiments.token_level import (
     TABLE4_ROWS,
     TokenAblationConfig,
     run_token_ablation,
 )
-from icl_tokens.experiments.token_level import PATTERNS as TOKEN_PATTERNS
 from icl_tokens.models import load_model, load_tokenizer, model_info
 from icl_tokens.plotting import imshow, save_figure, token_category_html, token_text
 from icl_tokens.plotting import visible_whitespace as vis
 from icl_tokens.prompts import build_prompt
-from icl_tokens.prompts.removal import TOKEN_CONDITIONS, TokenRemoval, removal_counts
 from icl_tokens.reference import paper_cells_table, paper_condition_table
 from icl_tokens.tasks import load_task
 

@@ -80,7 +80,8 @@ from IPython.display import HTML, display
 from icl_tokens.aggregation.attention_mass import attention_mass, summarize_mass
 from icl_tokens.aggregation.block import BLOCK_QUERIES, aggregation_knockout
 from icl_tokens.aggregation.experiment import AggregationConfig, compare_table, run_aggregation
-from icl_tokens.aggregation.probes import PROBE_POSITIONS, run_probes
+from icl_tokens.aggregation.probe_data import PROBE_POSITIONS
+from icl_tokens.aggregation.probe_run import ProbeConfig, run_probes
 from icl_tokens.aggregation.windows import (
     WindowConfig,
     head_knockout,
@@ -99,7 +100,7 @@ from icl_tokens.experiments.random_control import (
     control_table,
     run_random_control,
 )
-from icl_tokens.experiments.representation import prompt_item
+from icl_tokens.experiments.items import prompt_item
 from icl_tokens.experiments.token_level import TokenAblationConfig, run_token_ablation
 from icl_tokens.explore import ExplorerState, Selection, update_view
 from icl_tokens.models import load_model, load_tokenizer, model_info
@@ -147,7 +148,7 @@ print(f"data: {data.source} ({data.location})")
 # %% [markdown]
 # ## 1. The aggregation block, on one prompt
 #
-# The block (issue 8, point 1): every demonstration token that carries **template, stopword or
+# The block: every demonstration token that carries **template, stopword or
 # label** (and not content) may not attend to any demonstration token that carries **content**
 # (and none of the others) — in all layers, and for keys in every demonstration up to the query.
 # So no template, stopword or label representation can pick up anything from content.
@@ -417,12 +418,11 @@ display(heads.groupby("condition", sort=False).mean())
 
 # %%
 layers = None if not SMOKE else [0, N_LAYERS // 2, N_LAYERS - 1]
-probe_args = dict(seeds=PROBE_SEEDS, n_test=PROBE_N, k=K, layers=layers, folds=PROBE_FOLDS,
-                  permutations=PROBE_PERMUTATIONS, progress=not SMOKE)
-probes = pd.concat([
-    run_probes(model, tokenizer, task, data, **probe_args),
-    run_probes(model, tokenizer, task, data, **probe_args, knockout=aggregation_knockout()),
-], ignore_index=True)
+probe_cfg = ProbeConfig(model=MODEL, task=TASK, seeds=tuple(PROBE_SEEDS), n_test=PROBE_N, k=K,
+                        layers=None if layers is None else tuple(layers), folds=PROBE_FOLDS,
+                        permutations=PROBE_PERMUTATIONS, aggregation=True, device=DEVICE,
+                        dtype=DTYPE)
+probes = run_probes(probe_cfg, model=model, tokenizer=tokenizer, **quiet)
 key = ["t_in.word", "content", "t_out.word", "t_out.colon", "label", "test.last"]
 best = (probes[probes.position.isin(key)].sort_values("accuracy", ascending=False)
         .groupby(["position", "knockout"], sort=False).head(1)

@@ -83,6 +83,12 @@ from IPython.display import HTML, display
 
 from icl_tokens.ablation import condition_knockout
 from icl_tokens.analysis.tables import format_accuracy_table
+from icl_tokens.analysis.variant_tables import (
+    paper_variant_table,
+    per_template_table,
+    variant_pattern_checks,
+    variant_table,
+)
 from icl_tokens.analysis.verdicts import verdict_table
 from icl_tokens.categorize import categorize
 from icl_tokens.data import DataUnavailableError, load_task_data
@@ -91,11 +97,7 @@ from icl_tokens.exercises import check_randomfixed_prompt
 from icl_tokens.experiments.variants import (
     VariantsConfig,
     colon_knockout,
-    paper_variant_table,
-    per_template_table,
     run_variants,
-    variant_pattern_checks,
-    variant_table,
 )
 from icl_tokens.models import load_model, load_tokenizer, model_info
 from icl_tokens.plotting import token_category_html, token_text
@@ -286,7 +288,8 @@ def show(table: int, metric: str = "correct") -> pd.DataFrame:
     paper = paper_variant_table(table, PAPER_MODEL, tasks)
     order = list(paper.index)
     what = "acc_gen" if metric == "correct" and SCORING == "generate" else "acc_label"
-    print(f"Table {table} ({what}, %), mean ± std over templates {NUMBERS} × seeds {SEEDS}:")
+    print(f"Table {table} ({what}, %), mean ± std over templates {NUMBERS} × seeds {SEEDS} "
+          "(one template and seed: the accuracy alone):")
     print(format_accuracy_table(ours, paper if metric == "correct" else None,
                                 paper_label=PAPER_MODEL, data_note=data, order=order))
     print(f"\neach template ({what}, mean over seeds):")

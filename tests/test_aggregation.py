@@ -1,6 +1,6 @@
-"""The aggregation block, layer windows and the count-matched random control (issue 8 points 1,
-2, 5): selections written out by hand, prefix-forward canaries on tiny models, cached ≡ naive,
-the runner and the CLI."""
+"""The aggregation block, layer windows and the count-matched random control: selections
+written out by hand, prefix-forward canaries on tiny models, cached ≡ naive, the runner and the
+CLI."""
 
 from __future__ import annotations
 
@@ -42,9 +42,10 @@ from icl_tokens.experiments.random_control import (
     run_random_control,
 )
 from icl_tokens.experiments.representation import representation_items
-from icl_tokens.models import gpt2_tokenizer, load_model, load_tokenizer, tiny_model
+from icl_tokens.models import gpt2_tokenizer, load_model, load_tokenizer
 from icl_tokens.prompts import build_prompt
 from icl_tokens.tasks import Example, load_task
+from icl_tokens.testing.tiny import tiny_model
 
 DEMOS = (
     Example("train:0", {"text": "a stirring , funny and finally transporting film ."}, "1"),
@@ -73,7 +74,7 @@ def _has(item, i, cat):
 
 # ------------------------------------------------------------------ the selections, by hand
 def _expected_pairs(item, queries="all", scope="all"):
-    """Blocked (query, key) pairs written out from the definitions of issue 8 point 1."""
+    """Blocked (query, key) pairs written out from the block's definition."""
     n = len(item)
     carriers = ("template", "stopword", "label")
     out = set()
@@ -267,7 +268,7 @@ def test_windows_and_their_conditions():
     with pytest.raises(ValueError, match="window width"):
         windows(4, 5)
     rows = window_conditions(["+template"], "block", [(0, 1)])
-    assert [r[0] for r in rows] == ["+template", "+template|agg", "+template|agg@L0-1"]
+    assert [r.name for r in rows] == ["+template", "+template|agg", "+template|agg@L0-1"]
     cfg = WindowConfig(target="block", k=2)
     ko = cfg.knockout("+template", 2, 3, blocked=True)
     assert [b.layers for b in ko.blocks] == [None, (2, 3)]

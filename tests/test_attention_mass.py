@@ -23,9 +23,9 @@ from icl_tokens.categorize import BITS
 from icl_tokens.engine import LabelSet
 from icl_tokens.engine.items import Item
 from icl_tokens.episodes import Episode
-from icl_tokens.experiments.representation import prompt_item
-from icl_tokens.models import tiny_model
+from icl_tokens.experiments.items import prompt_item
 from icl_tokens.tasks import Example, load_task
+from icl_tokens.testing.tiny import tiny_model
 
 B = BITS
 # A hand-made 8-token item: bos, instruction, demo template, demo content, demo "\n"

@@ -11,8 +11,8 @@ from icl_tokens.ablation import Sel, knockout_for
 from icl_tokens.engine import LabelSet, capture_activations, iter_captures, resid_names
 from icl_tokens.episodes import Episode
 from icl_tokens.experiments.representation import representation_items
-from icl_tokens.models import tiny_model
 from icl_tokens.tasks import Example, load_task
+from icl_tokens.testing.tiny import tiny_model
 
 DEMOS = (Example("d0", {"text": "a warm and funny film ."}, "1"),
          Example("d1", {"text": "the plot is a mess of the worst kind ."}, "0"))

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from icl_tokens.cli import main
-from icl_tokens.models import build_tiny_model_dir
+from icl_tokens.testing.tiny import build_tiny_model_dir
 
 
 def _categorize(tiny_dir, out, *extra):

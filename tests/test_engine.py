@@ -21,9 +21,9 @@ from icl_tokens.categorize import categorize
 from icl_tokens.engine import Item, LabelSet, NumericsError, PrefixCache, score_items
 from icl_tokens.episodes import Episode
 from icl_tokens.experiments.representation import representation_items
-from icl_tokens.models import tiny_hf_model, tiny_model
 from icl_tokens.prompts import build_prompt
 from icl_tokens.tasks import Example, load_task
+from icl_tokens.testing.tiny import tiny_hf_model, tiny_model
 
 ARCHS = ["gpt2", "llama", "gemma3", "qwen2"]
 

@@ -118,7 +118,7 @@ def test_run_ablation_flags_prompts_longer_than_the_sliding_window(tmp_path, mon
     from transformers import PreTrainedTokenizerFast
 
     from icl_tokens.experiments import run_ablation
-    from icl_tokens.models import tiny_model
+    from icl_tokens.testing.tiny import tiny_model
 
     fixtures = Path(__file__).parent / "fixtures" / "data"
     monkeypatch.setenv("ICL_TOKENS_DATA_DIR", str(fixtures))

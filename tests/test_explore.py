@@ -25,8 +25,8 @@ from icl_tokens.explore import (
     static_view,
     update_view,
 )
-from icl_tokens.models import tiny_model
 from icl_tokens.tasks import Example
+from icl_tokens.testing.tiny import tiny_model
 
 DEMOS = (Example("d0", {"text": "a warm and funny film ."}, "1"),
          Example("d1", {"text": "the plot is a mess of the worst kind ."}, "0"),

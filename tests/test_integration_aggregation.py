@@ -1,4 +1,4 @@
-"""Integration: the aggregation experiments on the real default model (issue 8 points 1, 2, 5).
+"""Integration: the aggregation experiments on the real default model.
 
 Gemma-3-270M, SST-2 from ``ICL_TOKENS_DATA_DIR`` (the CBU files), label-restricted scoring
 (acc_label: with 270M parameters greedy generation often writes no label word under a block,

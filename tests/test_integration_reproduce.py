@@ -1,5 +1,5 @@
 """Integration: ``reproduce --tables all --budget smoke`` on the default model and the six CBU
-tasks (issue 11): every table, condition and task present, numbers recomputable from the tidy
+tasks: every table, condition and task present, numbers recomputable from the tidy
 rows, and the committed results folder behind notebook 06 regenerated (byte for byte, the
 tidy CSVs' floats to 1e-4).
 
@@ -22,7 +22,7 @@ import pytest
 
 from icl_tokens.analysis.report import load_results, paper_tables
 from icl_tokens.cli import main
-from icl_tokens.experiments.reproduce import PAPER_TASKS, TABLES
+from icl_tokens.reproduce import PAPER_TASKS, TABLES
 
 pytestmark = pytest.mark.integration
 

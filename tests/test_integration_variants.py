@@ -20,19 +20,20 @@ import pandas as pd
 import pytest
 import torch
 
+from icl_tokens.analysis.variant_tables import (
+    paper_variant_table,
+    variant_pattern_checks,
+    variant_table,
+)
 from icl_tokens.analysis.variants_report import format_variant_report
-from icl_tokens.engine import LabelSet, score_items
+from icl_tokens.engine import score_items
 from icl_tokens.experiments.runner import RunContext
 from icl_tokens.experiments.variants import (
     SETTINGS,
     VariantsConfig,
-    paper_variant_table,
     run_variants,
     variant_items,
-    variant_pattern_checks,
-    variant_table,
 )
-from icl_tokens.prompts.variants import variant_templates
 
 pytestmark = pytest.mark.integration
 
@@ -122,11 +123,8 @@ def test_cached_equals_naive_on_gemma(runs, model_and_tok):
     model, tok = model_and_tok
     task = load_task("sst2")
     cfg = VariantsConfig(task="sst2", numbers=(3,), tables=(9, 10))
-    templates = {s: variant_templates(task, s) for s in cfg.templates()}
-    labels = {s: LabelSet.for_task(vt.task, tok) for s, vt in templates.items()}
     ep = sample_episode(load_task_data(task), 0, k=4, n_test=2)
-    items = variant_items(RunContext(task, None, tok, None, model), ep, cfg.cells(), templates,
-                          labels)
+    items = variant_items(RunContext(task, None, tok, None, model), ep, cfg.cells())
     naive = score_items(model, tok, items, engine="naive", scoring="generate")
     cached = score_items(model, tok, items, engine="cached", scoring="generate")
     for x, y in zip(naive, cached):

@@ -41,9 +41,9 @@ from icl_tokens.cli import main
 from icl_tokens.data import load_task_data
 from icl_tokens.engine import LabelSet, capture_activations, resid_names
 from icl_tokens.episodes import Episode, sample_episode
-from icl_tokens.models import tiny_model
 from icl_tokens.plotting import probe_curves
 from icl_tokens.tasks import Example, load_task
+from icl_tokens.testing.tiny import tiny_model
 
 # ------------------------------------------------------------------ synthetic features
 
@@ -472,11 +472,12 @@ def test_probe_command_writes_resumes_and_refuses_bad_input(tiny_dir, probe_data
     df = pd.read_csv(out)
     assert len(df) == 3 * 2 * 2  # positions x layers x (icl, agg)
     assert set(df.knockout) == {"icl", "agg"} and (df.seed == -1).all()
-    assert set(df.condition) == {f"{k}|L{la}" for k in ("icl", "agg") for la in (0, 1)}
+    assert set(df.condition) == {f"{k}|{p}|L{la}" for k in ("icl", "agg") for la in (0, 1)
+                                 for p in ("label", "t_out.colon", "test.last")}
     assert (df.permutations == 4).all() and df.p_max.between(0.2, 1).all()
     assert (df.control_note == UNLEARNABLE).all() and df.selectivity.isna().all()
     side = json.loads(out.with_name("p.csv.meta.json").read_text())
-    assert side["identity"]["command"] == "probe"
+    assert side["identity"]["level"] == "probe"
     printed = capsys.readouterr().out
     assert "t_out.colon" in printed and "p_max" in printed
     assert f"control n/a: {UNLEARNABLE}" in printed

@@ -19,11 +19,19 @@ def test_readme_has_a_python_example() -> None:
 
 
 @pytest.mark.integration
-def test_readme_python_example_runs(capsys) -> None:
-    for block in _python_blocks():
-        exec(compile(block, str(README), "exec"), {"__name__": "readme"})
+def test_readme_python_example_runs(capsys, tmp_path, monkeypatch) -> None:
+    """Each Python block as written: the engine example prints an accuracy; "Write your own
+    experiment" runs its condition over 3 seeds into a resumable CSV and compares it."""
+    monkeypatch.chdir(tmp_path)
+    first, own = _python_blocks()
+    exec(compile(first, str(README), "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed and 0.0 <= float(printed[-1]) <= 1.0
+    exec(compile(own, str(README), "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed and "no-demo2-label" not in printed[-1] and printed[-1].strip()
+    rows = (tmp_path / "results" / "no-demo2-label.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 20 * 2
 
 
 def _cli_commands() -> list[list[str]]:

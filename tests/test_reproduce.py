@@ -12,7 +12,7 @@ import pytest
 from icl_tokens.analysis.findings import folder_verdicts
 from icl_tokens.analysis.report import load_results, paper_tables
 from icl_tokens.cli import main
-from icl_tokens.experiments.reproduce import (
+from icl_tokens.reproduce import (
     TABLES,
     Budget,
     experiments_for,

@@ -16,8 +16,8 @@ from icl_tokens.engine import scoring as scoring_mod
 from icl_tokens.engine.scoring import AUTO_BATCH_START, BatchSize
 from icl_tokens.episodes import Episode
 from icl_tokens.experiments.representation import representation_items
-from icl_tokens.models import tiny_model
 from icl_tokens.tasks import Example, load_task
+from icl_tokens.testing.tiny import tiny_model
 
 DEMOS = tuple(Example(f"d{i}", {"text": f"a {w} film ."}, lab) for i, (w, lab) in
               enumerate([("warm", "1"), ("dull", "0"), ("smart", "1")]))

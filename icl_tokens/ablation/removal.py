@@ -30,34 +30,20 @@ from typing import Iterable, Sequence
 import numpy as np
 from jaxtyping import Bool
 
-from ..ablation.selection import KINDS, check_kinds
 from ..categorize import BITS
+from .conditions import REGISTRY, TOKEN_CONDITIONS
+from .selection import KINDS, kind_rule
 
 __all__ = ["TokenRemoval", "TOKEN_CONDITIONS", "removed_positions", "removal_counts",
            "parse_token_condition"]
 
-#: Token-level conditions: name → (removed kinds, keep the last prompt token).
-TOKEN_CONDITIONS: dict[str, tuple[frozenset[str], bool]] = {
-    "icl": (frozenset(), False),
-    "icl-content": (frozenset({"content"}), False),
-    "icl-stopword": (frozenset({"stopword"}), False),
-    "icl-template": (frozenset({"template"}), False),
-    "icl-template+last": (frozenset({"template"}), True),
-}
-_ALIASES = {"standard": "icl", "-content": "icl-content", "-stopword": "icl-stopword",
-            "-template": "icl-template", "-template+last": "icl-template+last",
-            "minus_cont": "icl-content", "minus_stop": "icl-stopword",
-            "minus_temp": "icl-template"}
 SCOPES = ("all", "demos")
 
 
 def parse_token_condition(name: str) -> str:
-    """Canonical token-level condition name (``-content`` and the spec names are aliases)."""
-    name = _ALIASES.get(name, name)
-    if name not in TOKEN_CONDITIONS:
-        raise ValueError(f"unknown token-level condition {name!r}; choose from "
-                         f"{list(TOKEN_CONDITIONS)} (aliases: {sorted(_ALIASES)}).")
-    return name
+    """Canonical token-level condition name (``-content`` and the spec names are aliases; the
+    names live in the ``token`` namespace of the condition registry)."""
+    return REGISTRY.resolve(name, "token")
 
 
 def removed_positions(
@@ -78,14 +64,8 @@ def removed_positions(
     """
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; use one of {SCOPES}.")
-    kinds = check_kinds(kinds)
     codes = np.asarray(codes)
-    all_kinds = sum(BITS[k] for k in KINDS)
-    gone = sum(BITS[k] for k in kinds)
-    protected = BITS["bos"] | BITS["instruction"] | BITS["label"]
-    has_kind = (codes & all_kinds) != 0
-    all_gone = (codes & all_kinds & ~gone) == 0
-    drop = has_kind & all_gone & ((codes & protected) == 0)
+    drop = kind_rule(codes, kinds, protected=("bos", "instruction", "label"))
     if scope == "demos":
         drop &= (codes & BITS["test"]) == 0
     if keep_last and len(drop):
@@ -105,28 +85,34 @@ def removal_counts(codes: np.ndarray, drop: np.ndarray) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class TokenRemoval:
-    """A token-level condition with its options, applied to items by :meth:`apply`."""
+    """A token-level condition (a registered ``token`` condition's name) with its options,
+    applied to items by :meth:`apply`."""
 
     condition: str
     scope: str = "all"
     restore_in_demos: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "condition", parse_token_condition(self.condition))
+        cond = REGISTRY.get(self.condition, "token")
+        object.__setattr__(self, "condition", cond.name)
         if self.scope not in SCOPES:
             raise ValueError(f"unknown scope {self.scope!r}; use one of {SCOPES}.")
-        if self.restore_in_demos and not TOKEN_CONDITIONS[self.condition][1]:
-            raise ValueError(f"restore_in_demos applies to icl-template+last only, not to "
-                             f"{self.condition!r}.")
+        if self.restore_in_demos and not cond.keep_last:
+            raise ValueError(f"restore_in_demos applies to icl-template+last (conditions that "
+                             f"keep the last token), not to {self.condition!r}.")
 
     @property
     def kinds(self) -> frozenset[str]:
-        return TOKEN_CONDITIONS[self.condition][0]
+        return REGISTRY.get(self.condition, "token").removal or frozenset()
+
+    @property
+    def keep_last(self) -> bool:
+        return REGISTRY.get(self.condition, "token").keep_last
 
     def drop(self, item: object) -> np.ndarray:
         """Bool ``[pos]``: what this condition drops from ``item`` (an Item or TokenizedPrompt)."""
-        kinds, last = TOKEN_CONDITIONS[self.condition]
-        return removed_positions(item.codes, item.demo, item.roles, kinds,  # type: ignore
+        last = self.keep_last
+        return removed_positions(item.codes, item.demo, item.roles, self.kinds,  # type: ignore
                                  scope=self.scope, keep_last=last,
                                  restore_in_demos=self.restore_in_demos and last)
 

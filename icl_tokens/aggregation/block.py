@@ -1,4 +1,4 @@
-"""The aggregation block (issue 8 point 1; paper-spec E9): demonstration tokens that carry
+"""The aggregation block (paper-spec E9): demonstration tokens that carry
 template, stopword or label may not read demonstration content.
 
 If the representations of performance-critical tokens carry the content's information to the
@@ -10,9 +10,9 @@ fall towards token-level ``icl-content`` (content removed outright).
 The block is a prefix-side intervention: its queries are demonstration tokens, so the cached
 engine computes one demonstration prefix per (seed, block) under the block's masks.
 
-    >>> ko = aggregation_knockout()                       # the default block of point 1
+    >>> ko = aggregation_knockout()                       # the default block
     >>> [b.describe() for b in ko.blocks][0][:40]
-    '((part(demo) & (category(template,stopwo'
+    '((part(demo) & category(template,stopwor'
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def _layer_text(layers: Iterable[int] | None) -> str:
 
 def aggregation_knockout(queries: str = "all", scope: str = "all",
                          layers: Iterable[int] | None = None, k: int | None = None) -> Knockout:
-    """The aggregation block as a knockout (default: issue 8 point 1 — all demonstration
+    """The aggregation block as a knockout (default: all demonstration
     template/stopword/label queries, content keys of every demonstration, all layers).
 
     Combine it with a test-example condition: ``condition_knockout(...) | aggregation_knockout()``.

@@ -1,4 +1,4 @@
-"""The aggregation-knockout experiment (issue 8 point 1): test-example conditions with and
+"""The aggregation-knockout experiment: test-example conditions with and
 without the demonstration-internal block.
 
 Rows are ordinary representation-level rows (same conditions, same columns) plus one column,
@@ -26,13 +26,13 @@ from ..ablation.knockout import Knockout, check_index_list
 from ..engine.items import Item
 from ..episodes import Episode
 from ..experiments.representation import AblationConfig, representation_items
-from ..experiments.runner import RunContext, model_for, run_experiment
+from ..experiments.runner import RunContext, model_for, run_config
 from .block import AggregationBlock
 
 __all__ = ["AggregationConfig", "run_aggregation", "aggregation_items", "baseline_path",
            "AGGREGATION_CONDITIONS", "compare_table"]
 
-#: The test-example conditions of issue 8 point 1 (``icl-content`` is the paper's −CONT).
+#: The test-example conditions of the experiment (``icl-content`` is the paper's −CONT).
 AGGREGATION_CONDITIONS = ("icl", "+template", "+stopword", "icl-content")
 
 
@@ -78,6 +78,13 @@ class AggregationConfig(AblationConfig):
         super().check_model(model)
         check_index_list("layer", self.block_layers, int(model.cfg.n_layers))
 
+    def build_items(self, ctx: RunContext, episode: Episode) -> list[Item]:
+        """The representation-level items with the block in the demonstrations."""
+        return aggregation_items(ctx, episode, self)
+
+    def extra_columns(self) -> tuple[str, ...]:
+        return ("aggregation",)
+
     def baseline(self) -> AblationConfig:
         """The same run without the block (the comparison rows)."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(AblationConfig)}
@@ -113,19 +120,12 @@ def run_aggregation(
     Returns the rows of both (column ``aggregation``: the block's name or ``none``). With
     ``out``, the block rows go to ``out`` and the comparison rows to :func:`baseline_path`.
     """
-    from ..experiments.representation import run_ablation
     model, tokenizer = model_for(cfg, model, tokenizer)
-
-    def build(ctx: RunContext, ep: Episode) -> list[Item]:
-        return aggregation_items(ctx, ep, cfg)
-
-    df = run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
-                        progress=progress, extra_columns=("aggregation",),
-                        validate_model=cfg.check_model, log=log)
+    df = run_config(cfg, model=model, tokenizer=tokenizer, out=out, progress=progress, log=log)
     if not compare:
         return df
-    base = run_ablation(cfg.baseline(), model=model, tokenizer=tokenizer,
-                        out=None if out is None else baseline_path(out), progress=progress, log=log)
+    base = run_config(cfg.baseline(), model=model, tokenizer=tokenizer,
+                      out=None if out is None else baseline_path(out), progress=progress, log=log)
     base = base.assign(aggregation="none")
     both = pd.concat([base, df], ignore_index=True)
     both.attrs["data"] = df.attrs.get("data")

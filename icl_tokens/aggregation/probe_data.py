@@ -13,8 +13,9 @@ pool (no demonstration repeats within a seed while the pool lasts). Prompts that
 text (a demonstration text, or the test text, which repeats across seeds) are one fold group
 (:func:`prompt_groups`), so a group k-fold never puts one text on both sides.
 
-**Points** (:func:`collect_probe_data`): ``hook_resid_post`` of the chosen layers at each
-position, one point per demonstration (or per prompt for ``test.last``), as :class:`ProbeData`.
+**Points** (:class:`ProbeData`, captured by :mod:`~icl_tokens.aggregation.probe_capture`):
+``hook_resid_post`` of the chosen layers at each position, one point per demonstration (or per
+prompt for ``test.last``).
 """
 
 from __future__ import annotations
@@ -25,18 +26,16 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from jaxtyping import Int
 
-from ..ablation.knockout import Knockout
 from ..ablation.selection import Sel
 from ..categorize import categorize
 from ..data import TaskData
-from ..engine.capture import iter_captures, resid_names
 from ..engine.items import Item, LabelSet
 from ..episodes import Episode, eval_subset
 from ..prompts import build_prompt
 from ..tasks import Example, TaskSpec
 
 __all__ = ["ProbePosition", "PROBE_POSITIONS", "ProbeData", "probe_episodes", "prompt_groups",
-           "probe_items", "model_answers", "collect_probe_data"]
+           "probe_items", "check_positions"]
 
 
 @dataclass(frozen=True)
@@ -164,8 +163,6 @@ def probe_items(task: TaskSpec, tokenizer: Any, labels: LabelSet, episodes: Sequ
     return items
 
 
-
-# ------------------------------------------------------------------ capture
 @dataclass
 class ProbeData:
     """The points of one probe position.
@@ -194,39 +191,8 @@ class ProbeData:
     target: str
 
 
-def model_answers(model: Any, tokenizer: Any, items: Sequence[Item], *,
-                  batch_size: int = 8) -> list[str]:
-    """The model's answer per item: the label word with the highest label score (the engine's
-    ``label_prediction``, ``scoring="label"``), under each item's knockout."""
-    from ..engine.scoring import score_items
-
-    res = score_items(model, tokenizer, items, scoring="label", engine="naive",
-                      batch_size=batch_size)
-    return [r.label_prediction for r in res]
-
-
-_UNEMBED_IN = "unembed.hook_in"
-
-
-def _answer_from_final(model: Any, resid: Any, labels: LabelSet) -> str:
-    """The label word whose (single) token has the highest logit, from the last layer's
-    ``hook_resid_post`` at the last token (``unembed(ln_final(resid))``): the engine's label
-    prediction when every label is one token (the softmax is monotone)."""
-    import torch
-
-    with torch.no_grad():
-        x = resid[None, None].to(next(model.parameters()).device)
-        logits = model.unembed(model.ln_final(x))[0, 0]
-    ids = [labels.ids[w][0] for w in labels.words]
-    return labels.words[int(torch.argmax(logits[ids]))]
-
-
-def _last_column(t: Any, hook: Any) -> Any:
-    """Unembed only the batch's last column: capture reads no logits (speed only)."""
-    return t[:, -1:]
-
-
-def _check_positions(positions: Iterable[str]) -> list[str]:
+def check_positions(positions: Iterable[str]) -> list[str]:
+    """The position names, checked (known, not empty, none repeated)."""
     positions = list(positions)
     bad = [p for p in positions if p not in PROBE_POSITIONS]
     if bad or not positions:
@@ -235,126 +201,3 @@ def _check_positions(positions: Iterable[str]) -> list[str]:
     if len(set(positions)) != len(positions):
         raise ValueError(f"probe positions {positions} repeat a name.")
     return positions
-
-
-def collect_probe_data(
-    model: Any, tokenizer: Any, items: Sequence[Item], *,
-    positions: Sequence[str] = tuple(PROBE_POSITIONS), layers: Sequence[int] | None = None,
-    knockout: Knockout | None = None, batch_size: int = 8,
-    answers: Sequence[str] | None = None,
-) -> dict[str, ProbeData]:
-    """Capture ``hook_resid_post`` of the chosen layers at every probe position.
-
-    Args:
-        model, tokenizer: A ``TransformerBridge`` and its tokenizer.
-        items: :func:`probe_items` (their ``meta`` holds the targets and groups).
-        positions: Names of :data:`PROBE_POSITIONS`.
-        layers: Layers to read (default all).
-        knockout: Applied to every item during capture (and for the model's answers); ``None``:
-            the plain forward.
-        batch_size: Items per forward.
-        answers: The model's answers per item for ``test.last`` (default:
-            :func:`model_answers` under the same knockout).
-
-    A demonstration in which a position has no token (e.g. no stopword in its text) gives no
-    point there; ``n`` in the table says how many points each position has.
-    """
-    positions = _check_positions(positions)
-    n_layers = int(model.cfg.n_layers)
-    layers = _probe_layers(n_layers, layers)
-    _check_probe_items(items)
-    items = [it.with_knockout(knockout, "icl" if knockout is None else knockout.name or "ko")
-             for it in items]
-    classes = tuple(items[0].labels.words)
-    cls_index = {w: i for i, w in enumerate(classes)}
-    # The answers: from the capture pass itself when every label is one token (the last
-    # layer's residual at the last token, unembedded), else one scoring pass.
-    from_final = ("test.last" in positions and answers is None
-                  and items[0].labels.max_len == 1)
-    if "test.last" in positions and answers is None and not from_final:
-        answers = model_answers(model, tokenizer, items, batch_size=batch_size)
-    names = [resid_names(n_layers)[layer] for layer in layers]
-    final = resid_names(n_layers)[-1]
-    extra = [final] if from_final and final not in names else []
-    # The forward's logits are never read: unembed one column only (most of a small model's
-    # forward is its unembedding of every position).
-    skip_logits = ([(_UNEMBED_IN, _last_column)] if _UNEMBED_IN in getattr(model, "hook_dict", {})
-                   else [])
-    union = Sel.nothing()
-    for p in positions:
-        union = union | PROBE_POSITIONS[p].sel
-    acc: dict[str, dict[str, list[Any]]] = {
-        p: {"X": [], "y": [], "g": [], "t": [], "s": []} for p in positions}
-    index = {id(it): i for i, it in enumerate(items)}
-
-    def answer_of(cap: Any) -> str | None:
-        if from_final:
-            last = int(np.flatnonzero(cap.positions == len(cap.item) - 1)[0])
-            return _answer_from_final(model, cap.acts[final][last], cap.item.labels)
-        return None if answers is None else answers[index[id(cap.item)]]
-
-    with model.hooks(fwd_hooks=skip_logits):
-        for batch in iter_captures(model, tokenizer, items, names + extra, positions=union,
-                                   batch_size=batch_size):
-            for cap in batch:
-                _add_points(cap, positions, names, cls_index, answer_of(cap), acc)
-    return _stack_points(acc, classes, layers)
-
-
-def _probe_layers(n_layers: int, layers: Sequence[int] | None) -> tuple[int, ...]:
-    """The layers to read (default all; negative indices count from the end), checked."""
-    layers = tuple(range(n_layers)) if layers is None else tuple(int(x) % n_layers
-                                                                 for x in layers)
-    if not layers or len(set(layers)) != len(layers):
-        raise ValueError(f"probe layers {list(layers)} are empty or repeat a layer.")
-    return layers
-
-
-def _check_probe_items(items: Sequence[Item]) -> None:
-    """Refuse items not built by :func:`probe_items` (their ``meta`` lacks the targets)."""
-    for it in items:
-        if "demo_gold" not in it.meta:
-            raise ValueError(f"item {it.example_id!r} is not a probe item; build items with "
-                             "probe_items().")
-
-
-def _stack_points(acc: dict[str, dict[str, list[Any]]], classes: tuple[str, ...],
-                  layers: tuple[int, ...]) -> dict[str, ProbeData]:
-    """One :class:`ProbeData` per position (in ``acc``'s order) from its collected points."""
-    out = {}
-    for p, a in acc.items():
-        if not a["X"]:
-            raise ValueError(f"probe position {p!r} matches no token in these prompts; drop it "
-                             "from positions.")
-        out[p] = ProbeData(p, np.stack(a["X"]).astype(np.float32), np.array(a["y"]), classes,
-                           np.array(a["g"]), a["t"], np.array(a["s"]), layers,
-                           "answer" if PROBE_POSITIONS[p].where == "test" else "gold")
-    return out
-
-
-def _add_points(cap: Any, positions: Sequence[str], names: Sequence[str],
-                cls_index: dict[str, int], answer: str | None,
-                acc: dict[str, dict[str, list[Any]]]) -> None:
-    """Append one capture's points (one per demonstration, or the prompt's) to ``acc``."""
-    it = cap.item
-    feats = np.stack([cap.acts[n].float().numpy() for n in names], axis=1)  # [sel, layer, d]
-    where = {int(p): i for i, p in enumerate(cap.positions)}
-    for p in positions:
-        pos = PROBE_POSITIONS[p]
-        mask = pos.sel.mask(it)
-        if pos.where == "test":
-            points = [(int(np.flatnonzero(mask)[-1]), answer, it.meta["test_text"])]
-        else:
-            points = []
-            for d in range(it.meta["k"]):
-                idx = np.flatnonzero(mask & (it.demo == d))
-                if len(idx):
-                    points.append((int(idx[-1]), it.meta["demo_gold"][d], it.meta["demo_text"][d]))
-        for at, label, text in points:
-            a = acc[p]
-            a["X"].append(feats[where[at]])
-            a["y"].append(cls_index[label])
-            a["g"].append(it.meta["group"])
-            a["t"].append(text)
-            a["s"].append(it.meta["seed"])
-

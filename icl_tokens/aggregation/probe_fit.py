@@ -148,14 +148,8 @@ def fit_probes(X: Float[np.ndarray, "n d"], targets: dict[str, Int[np.ndarray, "
     X = np.asarray(X, dtype=np.float64)
     groups = np.asarray(groups)
     ys = {k: np.asarray(v) for k, v in targets.items()}
-    if X.ndim != 2 or len(X) != len(groups) or any(len(v) != len(X) for v in ys.values()):
-        raise ValueError(f"X {X.shape}, groups {groups.shape} and targets "
-                         f"{ {k: v.shape for k, v in ys.items()} } must have one row per point.")
-    if not Cs:
-        raise ValueError("give at least one C.")
+    _check_fit_args(X, groups, ys, Cs, batch)
     names = list(ys)
-    if set(batch) - set(names):
-        raise ValueError(f"batch names {sorted(set(batch) - set(names))} are not targets.")
     solves = [np.array([j]) for j, k in enumerate(names) if k not in set(batch)]
     solves += [np.array([names.index(k) for k in batch])] if len(batch) else []
     labels, inv = np.unique(np.stack([ys[k] for k in names]), return_inverse=True)
@@ -177,6 +171,22 @@ def fit_probes(X: Float[np.ndarray, "n d"], targets: dict[str, Int[np.ndarray, "
     return {k: ProbeFit(float((pred[j] == codes[j]).mean()), float((base[j] == codes[j]).mean()),
                         chosen[j].tolist(), labels[pred[j]].astype(ys[k].dtype))
             for j, k in enumerate(names)}
+
+
+def _check_fit_args(X: np.ndarray, groups: np.ndarray, ys: dict[str, np.ndarray],
+                    Cs: Sequence[float], batch: Sequence[str]) -> None:
+    """Refuse misshapen points, no ``C``, batch names that are not targets, and features
+    with inf or NaN (say where they come from)."""
+    if X.ndim != 2 or len(X) != len(groups) or any(len(v) != len(X) for v in ys.values()):
+        raise ValueError(f"X {X.shape}, groups {groups.shape} and targets "
+                         f"{ {k: v.shape for k, v in ys.items()} } must have one row per point.")
+    if not Cs:
+        raise ValueError("give at least one C.")
+    if set(batch) - set(ys):
+        raise ValueError(f"batch names {sorted(set(batch) - set(ys))} are not targets.")
+    if not np.isfinite(X).all():
+        raise ValueError("the probe features hold inf or NaN (activations that overflow the "
+                         "model's dtype, e.g. float16); capture them with --dtype float32.")
 
 
 def fit_probe(X: Float[np.ndarray, "n d"], y: Int[np.ndarray, "n"], groups: Int[np.ndarray, "n"],

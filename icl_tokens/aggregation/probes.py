@@ -6,22 +6,22 @@ the label can only be known from the demonstration's content, so a probe that de
 says content information has been aggregated into those representations. The test example's last
 token is probed for the model's own answer.
 
-This module is the entry point: :func:`run_probes` (prompts → captures → one table) and
-:func:`probe_table` (every layer of one position: accuracy, majority baseline, permutation null,
-control), with the table's columns :data:`PROBE_COLUMNS`. It re-exports the public names of the
-modules that hold the parts:
+This module holds :func:`probe_table` (every layer of one position: accuracy, majority
+baseline, permutation null, control), with the table's columns :data:`PROBE_COLUMNS`, and
+re-exports the public names of the modules that hold the parts:
 
 * :mod:`~icl_tokens.aggregation.probe_data` — probe positions, per-prompt demonstrations, fold
-  groups, the captured points (:class:`ProbeData`);
+  groups, the points of one position (:class:`ProbeData`);
+* :mod:`~icl_tokens.aggregation.probe_capture` — capturing the points from a model;
 * :mod:`~icl_tokens.aggregation.probe_fit` — group folds and the nested group-k-fold probe
   (standardisation, inner choice of ``C``, held-out accuracy);
 * :mod:`~icl_tokens.aggregation.probe_solver` — its vectorised L-BFGS logistic regression;
 * :mod:`~icl_tokens.aggregation.probe_null` — the permutation null (group shuffles, p-values,
   the best-layer max-statistic) and the control task.
 
-    df = run_probes(model, tok, task, data, seeds=(0, 1), n_test=50)          # no knockout
-    df_agg = run_probes(model, tok, task, data, seeds=(0, 1), n_test=50,
-                        knockout=aggregation_knockout())                      # under the block
+A whole run (prompts → captures → one table, resumable) is
+:func:`~icl_tokens.aggregation.probe_run.run_probes` with a
+:class:`~icl_tokens.aggregation.probe_run.ProbeConfig`.
 """
 
 from __future__ import annotations
@@ -31,16 +31,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..ablation.knockout import Knockout
-from ..data import TaskData
-from ..engine.items import LabelSet
-from ..tasks import TaskSpec
+from .probe_capture import collect_probe_data, model_answers
 from .probe_data import (
     PROBE_POSITIONS,
     ProbeData,
     ProbePosition,
-    collect_probe_data,
-    model_answers,
     probe_episodes,
     probe_items,
     prompt_groups,
@@ -64,16 +59,15 @@ __all__ = ["ProbePosition", "PROBE_POSITIONS", "DEFAULT_CS", "DEFAULT_PERMUTATIO
            "PROBE_COLUMNS", "UNLEARNABLE", "ProbeData", "ProbeFit", "fit_probes", "fit_probe",
            "probe_episodes", "probe_items", "prompt_groups", "group_folds", "control_labels",
            "control_seen", "permute_groups", "permuted_labels", "null_pvalues",
-           "collect_probe_data", "probe_table", "run_probes", "model_answers"]
+           "collect_probe_data", "probe_table", "model_answers"]
 
-#: Columns of :func:`probe_table` / :func:`run_probes` (a stable contract; new columns are
-#: appended). ``control`` and ``selectivity`` are NaN unless ``control_seen > 0``; the null
-#: columns are NaN when ``permutations`` is 0.
+#: Columns of :func:`probe_table` (a stable contract; new columns are appended). ``control``
+#: and ``selectivity`` are NaN unless ``control_seen > 0``; the null columns are NaN when
+#: ``permutations`` is 0.
 PROBE_COLUMNS: tuple[str, ...] = (
     "seed", "position", "layer", "knockout", "target", "accuracy", "majority", "control",
     "selectivity", "n", "n_groups", "n_classes", "C_median", "folds", "control_seen",
     "control_note", "permutations", "null_mean", "null_q95", "p_perm", "max_null_q95", "p_max")
-
 
 
 def probe_table(data: ProbeData, *, knockout: str = "icl", folds: int = 5,
@@ -188,27 +182,3 @@ def _row(data: ProbeData, seed: int, li: int, knockout: str, folds: int,
             "n_classes": int(len(np.unique(y))), "C_median": float(np.median(real.Cs)),
             "folds": folds, "control_seen": float(seen), "control_note": note,
             "permutations": int(permutations), **stats}
-
-
-def run_probes(
-    model: Any, tokenizer: Any, task: TaskSpec, data: TaskData, *, seeds: Sequence[int] = (0,),
-    n_test: int | None = 50, k: int = 4, positions: Sequence[str] = tuple(PROBE_POSITIONS),
-    layers: Sequence[int] | None = None, knockout: Knockout | None = None,
-    stopword_variant: str = "paper", batch_size: int = 8, folds: int = 5, inner_folds: int = 3,
-    Cs: Sequence[float] = DEFAULT_CS, seed: int = 0, per_seed: bool = False,
-    permutations: int = DEFAULT_PERMUTATIONS, progress: bool = True,
-) -> pd.DataFrame:
-    """Probes at every position and layer of a task's probe prompts (optionally under a
-    knockout applied to every prompt), each with its permutation null (``permutations``
-    group shuffles, :func:`probe_table`); rows with :data:`PROBE_COLUMNS`."""
-    labels = LabelSet.for_task(task, tokenizer)
-    items = probe_items(task, tokenizer, labels,
-                        probe_episodes(data, seeds, k=k, n_test=n_test),
-                        stopword_variant=stopword_variant)
-    name = "icl" if knockout is None else (knockout.name or "knockout")
-    collected = collect_probe_data(model, tokenizer, items, positions=positions, layers=layers,
-                                   knockout=knockout, batch_size=batch_size)
-    return pd.concat([probe_table(d, knockout=name, folds=folds, inner_folds=inner_folds,
-                                  Cs=Cs, seed=seed, per_seed=per_seed,
-                                  permutations=permutations, progress=progress)
-                      for d in collected.values()], ignore_index=True)

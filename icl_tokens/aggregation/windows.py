@@ -1,13 +1,18 @@
-"""Layer windows and head-level knockouts (issue 8 point 2): *where* the test example reads
+"""Layer windows and head-level knockouts: *where* the test example reads
 template/stopword information, and *where* the demonstrations aggregate content.
 
 A sweep slides a window of ``width`` consecutive layers over the model (every start). With
 ``target="test"`` the test-example condition is applied only inside the window; with
 ``target="block"`` the test-example condition applies in every layer and the aggregation block
-only inside the window. Rows carry the window in the condition name (``+template@L4-7``,
-``+template|agg@L4-7``) and in the columns ``base_condition``, ``target``, ``window_start`` and
-``window_end`` (inclusive; -1 for the reference rows: the condition in all layers, and for the
-block target the condition without any block).
+only inside the window. Each row of a sweep is a :class:`WindowRow` (base condition, window,
+whether the block applies); its :attr:`WindowRow.name` is the rows' ``condition``
+(``+template@L4-7``, ``+template|agg@L4-7``), and the columns ``base_condition``, ``target``,
+``window_start`` and ``window_end`` (inclusive; -1 for the reference rows: the condition in all
+layers, and for the block target the condition without any block) hold its fields.
+
+A window only changes something when the knockout it places hides something: with
+``target="test"`` a condition that hides nothing (``icl``) is refused, and the block options
+(``block_queries``, ``block_scope``) are refused unless ``target="block"`` places the block.
 
     >>> windows(18, 4)[:3]
     [(0, 3), (1, 4), (2, 5)]
@@ -28,11 +33,11 @@ from ..ablation.knockout import Block, Knockout
 from ..engine.items import Item
 from ..episodes import Episode
 from ..experiments.config import RunConfig
-from ..experiments.representation import prompt_item
+from ..experiments.items import prompt_item
 from ..experiments.runner import RunContext, model_for, run_experiment
 from .block import AggregationBlock
 
-__all__ = ["WindowConfig", "run_layer_windows", "windows", "window_conditions",
+__all__ = ["WindowConfig", "WindowRow", "run_layer_windows", "windows", "window_conditions",
            "head_knockout", "top_heads", "random_heads", "window_curve", "WINDOW_COLUMNS",
            "TARGETS"]
 
@@ -48,18 +53,47 @@ def windows(n_layers: int, width: int) -> list[tuple[int, int]]:
     return [(s, s + width - 1) for s in range(n_layers - width + 1)]
 
 
+@dataclass(frozen=True)
+class WindowRow:
+    """One row kind of a sweep: the base condition, its window and whether the block applies.
+
+    Attributes:
+        base: The test-example condition.
+        start, end: The window's layers (inclusive); -1, -1: a reference row (all layers).
+        blocked: The aggregation block applies (``target="block"``; inside the window, or in
+            every layer for a reference row).
+    """
+
+    base: str
+    start: int = -1
+    end: int = -1
+    blocked: bool = False
+
+    @property
+    def name(self) -> str:
+        """The rows' ``condition``: ``base``, then ``|agg`` when blocked, then ``@L{s}-{e}``."""
+        window = "" if self.start < 0 else f"@L{self.start}-{self.end}"
+        return f"{self.base}{'|agg' if self.blocked else ''}{window}"
+
+    @property
+    def reference(self) -> bool:
+        """No window: the knockout (or block) in every layer."""
+        return self.start < 0
+
+
 def window_conditions(conditions: Sequence[str], target: str, spans: Sequence[tuple[int, int]]
-                      ) -> list[tuple[str, str, int, int]]:
-    """``(row condition, base condition, start, end)`` for every condition and window, after the
-    reference rows (``start = end = -1``)."""
-    out: list[tuple[str, str, int, int]] = []
+                      ) -> list[WindowRow]:
+    """Every row kind of a sweep: per condition, the reference rows (``start = end = -1``; for
+    the block target also the condition without the block), then one per window."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown window target {target!r}; use one of {TARGETS}.")
+    blocked = target == "block"
+    out: list[WindowRow] = []
     for c in conditions:
-        if target == "test":
-            out.append((c, c, -1, -1))
-        else:
-            out += [(c, c, -1, -1), (f"{c}|agg", c, -1, -1)]
-        suffix = "|agg" if target == "block" else ""
-        out += [(f"{c}{suffix}@L{s}-{e}", c, s, e) for s, e in spans]
+        if blocked:
+            out.append(WindowRow(c))
+        out.append(WindowRow(c, blocked=blocked))
+        out += [WindowRow(c, s, e, blocked) for s, e in spans]
     return out
 
 
@@ -96,6 +130,23 @@ class WindowConfig(RunConfig):
             raise ValueError("layer windows need demonstrations: use k >= 1.")
         AggregationBlock(self.block_queries, self.block_scope, None,
                          self.k if self.block_scope == "own" else None)
+        if self.target == "test":
+            self._check_test_target()
+
+    def _check_test_target(self) -> None:
+        """With ``target="test"`` the window holds the condition's knockout: refuse block
+        options (no block is placed) and conditions that hide nothing (every window would equal
+        the reference row)."""
+        if (self.block_queries, self.block_scope) != ("all", "all"):
+            raise ValueError("block queries/scope (--agg-queries, --agg-scope) shape the "
+                             "aggregation block, which only target 'block' places in the "
+                             "window; drop them or use --target block.")
+        empty = [c for c in self.conditions if not knockout_for(c).blocks]
+        if empty:
+            raise ValueError(f"conditions {empty} hide nothing, so a window of their knockout "
+                             "changes nothing (every window equals the reference row); drop "
+                             "them, or use --target block to place the aggregation block in "
+                             "the window under them.")
 
     def resolved_width(self, n_layers: int) -> int:
         return int(self.width) if self.width is not None else max(1, n_layers // 4)
@@ -113,18 +164,17 @@ class WindowConfig(RunConfig):
 
 
 def _window_items(ctx: RunContext, ep: Episode, cfg: WindowConfig,
-                  rows: Sequence[tuple[str, str, int, int]]) -> list[Item]:
+                  rows: Sequence[WindowRow]) -> list[Item]:
     items: list[Item] = []
     for test in ep.tests:
         icl = prompt_item(ctx.task, ctx.tokenizer, ctx.labels, ep, test,
                           stopword_variant=cfg.stopword_variant)
-        for name, base, s, e in rows:
-            blocked = cfg.target == "block" and ("|agg" in name)
-            ko = cfg.knockout(base, s, e, blocked)
-            it = icl.with_knockout(ko if ko.blocks else None, name)
+        for row in rows:
+            ko = cfg.knockout(row.base, row.start, row.end, row.blocked)
+            it = icl.with_knockout(ko if ko.blocks else None, row.name)
             items.append(dataclasses.replace(it, meta={
-                **it.meta, "base_condition": base, "target": cfg.target,
-                "window_start": s, "window_end": e}))
+                **it.meta, "base_condition": row.base, "target": cfg.target,
+                "window_start": row.start, "window_end": row.end}))
     return items
 
 
@@ -146,7 +196,7 @@ def run_layer_windows(
     def build(ctx: RunContext, ep: Episode) -> list[Item]:
         return _window_items(ctx, ep, cfg, rows)
 
-    return run_experiment(cfg, build, [r[0] for r in rows], model=model, tokenizer=tokenizer,
+    return run_experiment(cfg, build, [r.name for r in rows], model=model, tokenizer=tokenizer,
                           out=out, progress=progress, extra_columns=WINDOW_COLUMNS, log=log)
 
 
@@ -158,17 +208,35 @@ def window_curve(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
         raise ValueError(f"these rows lack {sorted(need - set(df.columns))}; run "
                          "run_layer_windows first.")
     d = df.assign(_acc=df[metric].astype(float) * 100)
-    start = d["window_start"].astype(int)
-    ref_name = np.where(d["condition"].str.endswith("|agg"), "all layers",
-                        np.where(d["target"] == "block", "no block", "all layers"))
-    d["window"] = np.where(start < 0, ref_name,
-                           "L" + d["window_start"].astype(str) + "-" + d["window_end"].astype(str))
+    d["window"] = [_window_label(_row_of(c, b, t, int(s), int(e)), t)
+                   for c, b, t, s, e in zip(d["condition"], d["base_condition"], d["target"],
+                                            d["window_start"], d["window_end"])]
     table = d.pivot_table(index="window", columns="base_condition", values="_acc",
                           aggfunc="mean", sort=False)
     order = [w for w in ("no block", "all layers") if w in table.index]
     order += sorted((w for w in table.index if w not in order),
                     key=lambda w: int(w[1:].split("-")[0]))
     return table.loc[order, list(dict.fromkeys(d["base_condition"]))]
+
+
+def _row_of(condition: str, base: str, target: str, start: int, end: int) -> WindowRow:
+    """The :class:`WindowRow` of a CSV row (its columns, checked against its condition)."""
+    kinds = [WindowRow(base, start, end, blocked) for blocked in
+             ((False, True) if target == "block" else (False,))]
+    match = [r for r in kinds if r.name == condition]
+    if not match:
+        raise ValueError(f"row {condition!r} is not a window row of base {base!r}, target "
+                         f"{target!r}, window {start}-{end}; these rows do not come from "
+                         "run_layer_windows.")
+    return match[0]
+
+
+def _window_label(row: WindowRow, target: str) -> str:
+    """``L{start}-{end}``; a reference row: ``no block`` (block target, unblocked) or
+    ``all layers``."""
+    if not row.reference:
+        return f"L{row.start}-{row.end}"
+    return "no block" if target == "block" and not row.blocked else "all layers"
 
 
 def head_knockout(condition: str, heads: Iterable[tuple[int, int]], *, name: str | None = None

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float
 
-from .metrics import label_scores
+from .scores import label_scores
+from .tables import accuracy_table
 
 __all__ = ["CONTENT_FREE", "content_free_examples", "item_builder", "content_free_rows",
            "label_probs", "contextual_calibration", "estimate_bias", "calibrate",
@@ -57,32 +58,13 @@ def content_free_examples(task: Any, strings: Sequence[str] = CONTENT_FREE) -> t
 
 
 def item_builder(cfg: Any) -> Callable[[Any, Any], list[Any]]:
-    """The item builder of ``cfg``'s experiment (representation, token or template-parts), as
-    its runner builds them: ``(RunContext, Episode) -> items``."""
-    from ..experiments.representation import representation_items
-
-    level = getattr(cfg, "level", None)
-    if getattr(cfg, "template", "original") != "original":
-        raise ValueError(f"template {cfg.template!r}: pass build_items=... (the variant's item "
-                         "builder) to content_free_rows.")
-    if level == "representation" and type(cfg).__name__ == "AblationConfig":
-        return lambda ctx, ep: representation_items(
-            ctx.task, ctx.tokenizer, ctx.labels, ep, cfg.conditions, cfg.knockout,
-            stopword_variant=cfg.stopword_variant)
-    if level == "template-parts":
-        from ..experiments.template_parts import part_knockout
-
-        return lambda ctx, ep: representation_items(
-            ctx.task, ctx.tokenizer, ctx.labels, ep, cfg.conditions, part_knockout,
-            stopword_variant=cfg.stopword_variant)
-    if level == "token":
-        from ..experiments.token_level import token_items
-
-        removals = [cfg.removal(c) for c in cfg.conditions]
-        return lambda ctx, ep: token_items(ctx.task, ctx.tokenizer, ctx.labels, ep, removals,
-                                           stopword_variant=cfg.stopword_variant)
-    raise ValueError(f"no item builder known for {type(cfg).__name__} (level {level!r}); pass "
-                     "build_items=... to content_free_rows.")
+    """The item builder of ``cfg``'s experiment, as its runner builds them:
+    ``(RunContext, Episode) -> items`` (every experiment config declares ``build_items``)."""
+    build = getattr(cfg, "build_items", None)
+    if build is None:
+        raise ValueError(f"{type(cfg).__name__} declares no build_items; pass build_items=... "
+                         "to content_free_rows.")
+    return build
 
 
 def content_free_rows(
@@ -197,6 +179,4 @@ def calibrate(rows: pd.DataFrame, cf_rows: pd.DataFrame) -> pd.DataFrame:
 def calibrated_accuracy_table(rows: pd.DataFrame, cf_rows: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds of calibrated accuracy (%) per (model, task, condition), in the
     layout of :func:`~icl_tokens.analysis.tables.accuracy_table`."""
-    from .tables import accuracy_table
-
     return accuracy_table(calibrate(rows, cf_rows), metric="calibrated_correct")

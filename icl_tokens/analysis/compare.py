@@ -32,7 +32,7 @@ from .inference import (
     pool_tasks,
     scale_of,
 )
-from .stats import fmt_p
+from .table15 import fmt_p
 
 __all__ = ["Comparison", "compare", "prepare_rows"]
 

@@ -16,7 +16,8 @@ import pandas as pd
 
 from .inference import ACCURACY_METRICS
 from .markdown import markdown_table
-from .stats import baseline_ttests, fmt_p, pairwise_ttests, table15_layout
+from .stats import baseline_ttests, pairwise_ttests
+from .table15 import fmt_p, table15_layout
 from .verdicts import icl_status, pattern_summary, verdicts
 
 if TYPE_CHECKING:

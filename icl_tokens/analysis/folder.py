@@ -9,7 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Results", "load_results", "display_model"]
+from ..results.tidy import read_tidy
+
+__all__ = ["Results", "load_results", "read_provenance", "display_model"]
 
 
 @dataclass
@@ -36,6 +38,54 @@ class Results:
                 f"{b['n_test']} {ex} per seed, k = {b['k']}); data source {', '.join(srcs)}")
 
 
+#: What ``reproduce`` writes into ``provenance.json`` and the reports read: key → type.
+_PROVENANCE: dict[str, type] = {"command": str, "tables": list, "tasks": list,
+                                "experiments": list, "model": str, "budget": dict,
+                                "versions": dict, "model_info": dict, "data": dict}
+_BUDGET: dict[str, type] = {"name": str, "seeds": list, "n_test": int, "k": int}
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
+
+
+def _provenance_problem(prov: Any) -> str | None:
+    """What is wrong with a parsed ``provenance.json`` (None when nothing is)."""
+    if not isinstance(prov, dict):
+        return f"the file holds {type(prov).__name__}, not an object"
+    for where, obj, schema in (("", prov, _PROVENANCE), ("budget.", prov.get("budget"), _BUDGET)):
+        if not isinstance(obj, dict):
+            continue  # a budget that is not an object is reported by the first pass
+        for key, kind in schema.items():
+            if key not in obj:
+                return f"no key {where}{key!r}"
+            if not isinstance(obj[key], kind) or isinstance(obj[key], bool):
+                return (f"{where}{key} is {type(obj[key]).__name__}, not "
+                        f"{_JSON_NAMES[kind]}")
+    if "paper_model" in prov and not isinstance(prov["paper_model"], str):
+        return "paper_model is not a string"
+    bad = [t for t, d in prov["data"].items() if not isinstance(d, dict) or "source" not in d]
+    if bad:
+        return f"data[{bad[0]!r}] has no 'source'"
+    return None
+
+
+def read_provenance(path: Path) -> dict[str, Any]:
+    """The parsed ``provenance.json`` of a results folder, checked for what the reports read.
+
+    Raises:
+        ValueError: the file is not JSON, or lacks a key (or has one of the wrong type); the
+            message names the file, the problem and the fix.
+    """
+    try:
+        prov = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        problem: str | None = f"not JSON: {e}"
+    else:
+        problem = _provenance_problem(prov)
+    if problem is not None:
+        raise ValueError(f"{path}: not a valid provenance file ({problem}); rerun the reproduce "
+                         "command that made the folder (it resumes and rewrites it).")
+    return prov
+
+
 def load_results(folder: str | Path) -> Results:
     """Read ``provenance.json`` and ``tidy/*.csv`` of a results folder."""
     folder = Path(folder)
@@ -43,16 +93,9 @@ def load_results(folder: str | Path) -> Results:
     if not prov_path.is_file():
         raise FileNotFoundError(f"{folder} is not a results folder (no provenance.json); make "
                                 "one with `python -m icl_tokens reproduce`.")
-    from ..results.tidy import read_tidy
-
-    try:
-        prov = json.loads(prov_path.read_text(encoding="utf-8"))
-        experiments = list(prov["experiments"])
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{prov_path}: not a valid provenance file ({e}); rerun the reproduce "
-                         "command that made the folder.") from None
+    prov = read_provenance(prov_path)
     tidy = {}
-    for exp in experiments:
+    for exp in prov["experiments"]:
         p = folder / "tidy" / f"{exp}.csv"
         if not p.is_file() and p.with_suffix(".csv.gz").is_file():
             p = p.with_suffix(".csv.gz")

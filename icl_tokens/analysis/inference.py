@@ -17,9 +17,10 @@ squares (the method of moments; Cornfield & Tukey 1956, Clark 1973, Baayen, Davi
       = (MS_seed + MS_example - MS_resid) / (S E)      (components truncated at 0)
 
 and a t interval and test with Satterthwaite's degrees of freedom (1946) for that linear
-combination of mean squares. With two seeds the seed term has one degree of freedom, and the
-interval widens accordingly; the simulation tests (``tests/test_inference.py``) measure its
-coverage and false-positive rate at 2 x 12, 5 x 50 and 15 x 24.
+combination of mean squares (both in :mod:`~icl_tokens.analysis.variance`). With two seeds the
+seed term has one degree of freedom, and the interval widens accordingly; the simulation tests
+(``tests/test_inference.py``) measure its coverage and false-positive rate at 2 x 12, 5 x 50 and
+15 x 24.
 
 Degenerate cells get honest intervals, not ``[0, 0]``:
 
@@ -48,6 +49,8 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float
 from scipy import stats as sps
+
+from .variance import Components, observed_variance, satterthwaite, variance_components
 
 __all__ = [
     "ACCURACY_METRICS",
@@ -86,96 +89,6 @@ def scale_of(column: str) -> float:
 
 
 @dataclass(frozen=True)
-class Components:
-    """Variance components of a crossed S x E matrix (in the matrix's units squared)."""
-
-    seed: float
-    example: float
-    residual: float
-    n_seeds: int
-    n_examples: int
-    ms: tuple[float, float, float]     # mean squares: seed, example, residual
-    df: tuple[int, int, int]           # their degrees of freedom
-
-    def variance_of_mean(self, n_seeds: int | None = None, n_examples: int | None = None
-                         ) -> float:
-        """Variance of the grand mean for a design of ``n_seeds`` x ``n_examples``."""
-        s = self.n_seeds if n_seeds is None else n_seeds
-        e = self.n_examples if n_examples is None else n_examples
-        return self.seed / s + self.example / e + self.residual / (s * e)
-
-    def satterthwaite_df(self, n_seeds: int | None = None, n_examples: int | None = None
-                         ) -> float:
-        """Degrees of freedom of :meth:`variance_of_mean` for a design of that size, from the
-        expected mean squares (Satterthwaite 1946)."""
-        s = self.n_seeds if n_seeds is None else n_seeds
-        e = self.n_examples if n_examples is None else n_examples
-        parts = [(self.seed / s, s - 1), (self.example / e, e - 1),
-                 (self.residual / (s * e), (s - 1) * (e - 1))]
-        return _satterthwaite(parts)
-
-
-def _satterthwaite(terms: Sequence[tuple[float, float]]) -> float:
-    """df of a linear combination of independent variance estimates ``(value, df)`` (a term
-    may be negative, e.g. ``-MS_resid``; terms with no degrees of freedom are ignored)."""
-    num = sum(v for v, _ in terms) ** 2
-    den = sum(v * v / d for v, d in terms if d > 0)
-    return float(num / den) if den > 0 else math.inf
-
-
-def variance_components(m: Float[np.ndarray, "seed example"]) -> Components:
-    """Method-of-moments variance components of a complete crossed matrix."""
-    m = np.asarray(m, dtype=float)
-    if m.ndim != 2 or m.size == 0:
-        raise ValueError(f"need a non-empty seeds x examples matrix, got shape {m.shape}.")
-    if not np.isfinite(m).all():
-        raise ValueError("the matrix has missing or infinite values; a crossed estimate needs "
-                         "every seed to score every example.")
-    s, e = m.shape
-    grand = m.mean()
-    rows, cols = m.mean(axis=1), m.mean(axis=0)
-    df_s, df_e, df_r = s - 1, e - 1, (s - 1) * (e - 1)
-    ms_s = e * ((rows - grand) ** 2).sum() / df_s if df_s else 0.0
-    ms_e = s * ((cols - grand) ** 2).sum() / df_e if df_e else 0.0
-    resid = m - rows[:, None] - cols[None, :] + grand
-    ms_r = (resid ** 2).sum() / df_r if df_r else 0.0
-    var_r = ms_r
-    var_s = max(0.0, (ms_s - ms_r) / e) if df_s else 0.0
-    var_e = max(0.0, (ms_e - ms_r) / s) if df_e else 0.0
-    if not df_r:  # one seed or one example: the residual is confounded with the other term
-        var_r = 0.0
-        var_s = ms_s if df_s else 0.0  # one example: the seed mean square is all there is
-        var_e = ms_e if df_e else 0.0  # one seed: likewise for the examples
-    return Components(float(var_s), float(var_e), float(var_r), s, e,
-                      (float(ms_s), float(ms_e), float(ms_r)), (df_s, df_e, df_r))
-
-
-def _observed_variance(c: Components) -> tuple[float, float]:
-    """(variance of the grand mean, Satterthwaite df) from the observed mean squares."""
-    s, e = c.n_seeds, c.n_examples
-    ms_s, ms_e, ms_r = c.ms
-    df_s, df_e, df_r = c.df
-    if not df_r:
-        if df_s:
-            return ms_s / s, float(df_s)
-        if df_e:
-            return ms_e / e, float(df_e)
-        return math.nan, math.nan
-    # V = (MS_s + MS_e - MS_r) / (SE); a component estimated below 0 is truncated at 0, which
-    # drops its mean-square difference from V (and from the degrees of freedom).
-    terms: list[tuple[float, float]]
-    if ms_s > ms_r and ms_e > ms_r:
-        terms = [(ms_s / (s * e), df_s), (ms_e / (s * e), df_e), (-ms_r / (s * e), df_r)]
-    elif ms_s > ms_r:
-        terms = [(ms_s / (s * e), df_s)]
-    elif ms_e > ms_r:
-        terms = [(ms_e / (s * e), df_e)]
-    else:
-        terms = [(ms_r / (s * e), df_r)]
-    return float(sum(t for t, _ in terms)), _satterthwaite(terms)
-
-
-@dataclass(frozen=True)
 class Estimate:
     """A mean over a crossed design with its interval (in display units: points or nats)."""
 
@@ -208,6 +121,23 @@ def _is_binary(values: np.ndarray) -> bool:
     return bool(np.isin(values, (0.0, 1.0)).all())
 
 
+def _exact_bound(mean: float, s: int, e: int, level: float, scale: float,
+                 comp: dict[str, float]) -> Estimate:
+    """A paired 0/1 difference that is the same in every row: the exact bounds of the module
+    docstring over its ``e`` distinct examples."""
+    q = ((1 - level) / 2) ** (1 / e)  # exact bound: none of e examples did it
+    p = 1.0 if mean == 0 else min(1.0, 2 * 0.5 ** e)
+    if mean == 0:  # no example flipped either way: each rate is at most 1 - q
+        lo, hi = -(1 - q), 1 - q
+    else:  # every example flipped one way: that rate >= q, the other <= 1 - q
+        lo, hi = (2 * q - 1, 1.0) if mean > 0 else (-1.0, 1 - 2 * q)
+    return Estimate(mean * scale, max(-1.0, lo) * scale, min(1.0, hi) * scale,
+                    math.nan, math.nan, p, s, e,
+                    "exact bound: no discordant example" if mean == 0 else
+                    "sign test over distinct examples", "every row has the same "
+                    "difference; the interval bounds the share of examples it could flip", comp)
+
+
 def crossed_mean(m: Float[np.ndarray, "seed example"], *, level: float = 0.95,
                  scale: float = 1.0, difference_of_binary: bool = False,
                  bounds: tuple[float, float] | None = None) -> Estimate:
@@ -237,22 +167,11 @@ def crossed_mean(m: Float[np.ndarray, "seed example"], *, level: float = 0.95,
                         _METHOD, "one seed and one example: no interval", comp)
     if np.ptp(m) == 0:  # every row the same value
         if difference_of_binary:
-            q = ((1 - level) / 2) ** (1 / e)  # exact bound: none of e examples did it
-            p = 1.0 if mean == 0 else min(1.0, 2 * 0.5 ** e)
-            if mean == 0:  # no example flipped either way: each rate is at most 1 - q
-                lo, hi = -(1 - q), 1 - q
-            else:  # every example flipped one way: that rate >= q, the other <= 1 - q
-                lo, hi = (2 * q - 1, 1.0) if mean > 0 else (-1.0, 1 - 2 * q)
-            return Estimate(mean * scale, max(-1.0, lo) * scale, min(1.0, hi) * scale,
-                            math.nan, math.nan, p, s, e,
-                            "exact bound: no discordant example" if mean == 0 else
-                            "sign test over distinct examples", "every row has the same "
-                            "difference; the interval bounds the share of examples it could "
-                            "flip", comp)
+            return _exact_bound(mean, s, e, level, scale, comp)
         return Estimate(mean * scale, mean * scale, mean * scale, 0.0, math.nan,
                         1.0 if mean == 0 else math.nan, s, e, _METHOD,
                         "every row has the same value: no variance to test against", comp)
-    v, df = _observed_variance(c)
+    v, df = observed_variance(c)
     if not math.isfinite(v):
         return Estimate(mean * scale, math.nan, math.nan, math.nan, math.nan, math.nan, s, e,
                         _METHOD, "one seed and one example: no interval", comp)
@@ -300,7 +219,7 @@ def cell_estimate(m: Float[np.ndarray, "seed example"], *, level: float = 0.95,
             "residual": c.residual * scale ** 2}
     # An all-0 or all-1 cell has no variance to estimate: the plain Wilson interval (z) of its
     # distinct examples.
-    v, df = _observed_variance(c) if np.ptp(m) > 0 else (0.0, math.inf)
+    v, df = observed_variance(c) if np.ptp(m) > 0 else (0.0, math.inf)
     if v > 0 and math.isfinite(v):
         n_eff = min(s * e, p_hat * (1 - p_hat) / v)
     else:
@@ -460,7 +379,7 @@ def pool_tasks(estimates: Sequence[Estimate], *, level: float = 0.95) -> Estimat
                         sum(e.n_examples for e in estimates), _METHOD,
                         "a task has no interval, so neither has their mean")
     v = sum(x for x, _ in terms)
-    df = _satterthwaite(terms)
+    df = satterthwaite(terms)
     mean = float(np.mean([e.mean for e in estimates]))
     se = math.sqrt(v)
     q = _t(level, df)

@@ -27,41 +27,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..results.records import SCORE_PREFIX
-from .stats import TABLE15_PAIRS, cell_intervals, paired_differences
+from .calibration import calibrate
+from .scores import label_scores
+from .stats import cell_intervals, paired_differences
+from .table15 import TABLE15_PAIRS
 
-__all__ = ["CONTINUOUS_COLUMNS", "label_words", "label_scores", "add_continuous_metrics",
-           "continuous_table", "paired_metric_tests", "cell_summary"]
+__all__ = ["CONTINUOUS_COLUMNS", "add_continuous_metrics", "continuous_table",
+           "paired_metric_tests", "cell_summary"]
 
 #: The columns :func:`add_continuous_metrics` adds.
 CONTINUOUS_COLUMNS = ("gold_score", "best_other_score", "margin", "gold_prob", "pred_score")
-
-
-def label_words(df: pd.DataFrame) -> list[str]:
-    """The label words with a ``score_<label>`` column, in column order."""
-    words = [c[len(SCORE_PREFIX):] for c in df.columns if c.startswith(SCORE_PREFIX)]
-    if not words:
-        raise ValueError("the rows have no score_<label> columns; they come from the runner "
-                         "(icl_tokens.experiments.runner.result_columns).")
-    return words
-
-
-def label_scores(rows: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """``(labels, Float[n_rows, n_labels])`` of one task's rows (every label column filled).
-
-    Raises:
-        ValueError: rows of tasks with different label sets mixed, or a missing score.
-    """
-    cols = rows[[SCORE_PREFIX + w for w in label_words(rows)]].apply(pd.to_numeric,
-                                                                     errors="coerce")
-    words = [w for w in label_words(rows) if cols[SCORE_PREFIX + w].notna().any()]
-    scores = cols[[SCORE_PREFIX + w for w in words]]
-    bad = int(scores.isna().any(axis=1).sum())
-    if bad:
-        raise ValueError(f"{bad} row(s) lack a score for some of the labels {words}; rows of tasks "
-                         "with different label sets must be passed one task at a time (or "
-                         "concatenated after add_continuous_metrics).")
-    return words, scores.to_numpy(float)
 
 
 def _task_metrics(rows: pd.DataFrame) -> pd.DataFrame:
@@ -140,8 +115,6 @@ def cell_summary(
         rows = add_continuous_metrics(rows)
     metrics = list(metrics)
     if cf_rows is not None:
-        from .calibration import calibrate
-
         rows = calibrate(rows, cf_rows)
         metrics.append("calibrated_correct")
     out: pd.DataFrame | None = None

@@ -23,14 +23,9 @@ import pandas as pd
 from scipy import optimize
 from scipy import stats as sps
 
-from .inference import (
-    Components,
-    column_of,
-    contrast_matrix,
-    pair_weights,
-    scale_of,
-    variance_components,
-)
+from .inference import column_of, contrast_matrix, pair_weights, scale_of
+from .table15 import TABLE15_PAIRS
+from .variance import Components, variance_components
 
 __all__ = ["default_pairs", "pilot_components", "power_of", "detectable_effect", "plan",
            "plan_pairs", "summarize_plan"]
@@ -40,8 +35,6 @@ def default_pairs(conditions: Sequence[str]) -> list[tuple[str, str]]:
     """The paired comparisons the tables test, among the conditions present: Table 15's six,
     each ``icl-*`` against ``icl`` and each ``+*`` against ``zero_shot``; otherwise every pair
     with ``icl``."""
-    from .stats import TABLE15_PAIRS
-
     have = set(conditions)
     pairs = [(a, b) for _, a, b in TABLE15_PAIRS if a in have and b in have]
     pairs += [(c, "icl") for c in conditions if c.startswith("icl-") and "icl" in have]

@@ -22,11 +22,19 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .figures import (
+    figure_markdown,
+    has_figure,
+    md_to_html,
+    report_page,
+    table_figures,
+    write_figures,
+)
 from .folder import Results, display_model, load_results
 from .markdown import markdown_table
 
-__all__ = ["Results", "PaperTable", "load_results", "paper_tables", "render_markdown",
-           "write_report", "markdown_table", "METRICS"]
+__all__ = ["Results", "PaperTable", "load_results", "md_to_html", "paper_tables",
+           "render_markdown", "write_report", "markdown_table", "METRICS"]
 
 #: Metrics a table is shown in: column → label.
 METRICS = {"correct": "acc_gen", "label_correct": "acc_label",
@@ -189,7 +197,8 @@ def _cells_table(n: int, df: pd.DataFrame, res: Results, cells: dict[str, tuple[
 
 
 def _variant_table(n: int, df: pd.DataFrame, res: Results) -> PaperTable:
-    from ..experiments.variants import SETTINGS, paper_variant_table, setting_accuracy
+    from ..experiments.variants import SETTINGS
+    from .variant_tables import paper_variant_table, setting_accuracy
 
     tasks = _tasks(df, res)
     ours = {}
@@ -215,7 +224,7 @@ def paper_tables(res: Results) -> dict[int, PaperTable]:
     from ..experiments.template_parts import PAPER_CELLS
     from ..experiments.token_level import TABLE4_ROWS
     from .findings import baseline_markdown, table15_frame
-    from .stats import format_table15
+    from .table15 import format_table15
 
     out: dict[int, PaperTable] = {}
     tables = res.provenance["tables"]
@@ -261,9 +270,10 @@ def _avg(t: PaperTable, key: str, metric: str = "correct", paper: bool = False) 
 
 
 def render_markdown(res: Results, tables: dict[int, PaperTable] | None = None,
-                    verdict_rows: pd.DataFrame | None = None) -> str:
-    """The whole report as markdown: whether the model does ICL, the verdicts with intervals,
-    every table in every metric, prompts over the sliding window, provenance."""
+                    verdict_rows: pd.DataFrame | None = None, figures: str = "figures") -> str:
+    """The whole report as markdown: the figures (images under the link ``figures``, which
+    :func:`write_report` writes), whether the model does ICL, the verdicts with intervals, every
+    table in every metric, prompts over the sliding window, provenance."""
     from .findings import (
         detectable_markdown,
         folder_verdicts,
@@ -280,6 +290,7 @@ def render_markdown(res: Results, tables: dict[int, PaperTable] | None = None,
            f"{res.note()}. Paper numbers: {res.paper_model} (arXiv 2401.11323 v2). Cells: mean "
            "± std over seeds (%; margins in nats). Intervals and tests treat seeds and examples "
            "as crossed random factors (docs/statistics.md).", "",
+           *figure_markdown({n: tab.title for n, tab in t.items() if has_figure(tab)}, figures),
            "## Does the model do in-context learning?", "",
            "Standard ICL against zero-shot (paired) and against chance, per task. A task where it "
            "does not is uninformative for knockouts: the verdicts below average only the tasks "
@@ -314,32 +325,6 @@ def render_markdown(res: Results, tables: dict[int, PaperTable] | None = None,
     return "\n".join(out)
 
 
-def _figures(t: dict[int, PaperTable], model: str) -> list[str]:
-    """One bar chart per table: our task-mean acc_gen beside the paper's (deterministic ids)."""
-    import plotly.graph_objects as go
-
-    divs = []
-    for n, tab in t.items():
-        if tab.text is not None or "correct" not in tab.ours:
-            continue
-        labels = [lab for _, lab in tab.rows]
-        fig = go.Figure()
-        fig.add_bar(name=model, x=labels, y=[_avg(tab, k) for k, _ in tab.rows])
-        if tab.paper is not None:
-            fig.add_bar(name="paper", x=labels, y=[_avg(tab, k, paper=True) for k, _ in tab.rows])
-        fig.update_layout(title=tab.title, yaxis_title="acc_gen (%), mean over tasks",
-                          barmode="group", height=380)
-        divs.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"table{n}"))
-    return divs
-
-
-def md_to_html(md: str) -> str:
-    """Markdown (CommonMark + tables) as HTML, with markdown-it-py."""
-    from markdown_it import MarkdownIt
-
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
-
-
 def _csv(df: pd.DataFrame, path: Path) -> Path:
     df.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
     return path
@@ -348,9 +333,8 @@ def _csv(df: pd.DataFrame, path: Path) -> Path:
 def write_report(folder: str | Path) -> dict[str, Path]:
     """Write ``tables/table<N>.md``, ``report.md``, a self-contained ``report.html``, and the
     machine-readable ``patterns.csv`` (model, pattern, metric, effect, ci_low, ci_high, verdict,
-    ...) and ``table15.csv``."""
-    from plotly.offline import get_plotlyjs
-
+    ...) and ``table15.csv``; ``figures/table<N>.svg`` (one per table with an accuracy), which
+    report.md links and report.html inlines above the tables."""
     from .findings import folder_verdicts, table15_frame
 
     res = load_results(folder)
@@ -378,12 +362,10 @@ def write_report(folder: str | Path) -> dict[str, Path]:
     t15 = table15_frame(res)
     if t15 is not None:
         paths["table15.csv"] = _csv(t15, folder / "table15.csv")
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>icl_tokens reproduction"
-            "</title><style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-            "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-            "padding:2px 6px}</style><script type='text/javascript'>" + get_plotlyjs()
-            + "</script></head><body>" + md_to_html(md) + "<h2>Figures</h2>"
-            + "\n".join(_figures(t, res.model)) + "</body></html>\n")
+    svgs = table_figures(t, res.model, res.paper_model)
+    paths.update(write_figures(folder, svgs))
+    page = report_page(md, svgs, f"Reproduction: {display_model(res)}, budget "
+                       f"{res.provenance['budget']['name']}")
     (folder / "report.html").write_text(page, encoding="utf-8")
     paths["report.md"] = folder / "report.md"
     paths["report.html"] = folder / "report.html"

@@ -9,6 +9,8 @@ so anyone can regenerate it byte for byte from the repository (a test does).
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from pathlib import Path
 from typing import Sequence
 
@@ -37,9 +39,15 @@ def _wall_line(timing: Path) -> str:
     if not timing.is_file():
         return ("Wall time: not recorded (the folder has no `timing.json`; it is written by the "
                 "`reproduce` run on the machine that made the folder).")
-    t = json.loads(timing.read_text())
-    n = int(t.get("invocations", 1))
-    return (f"Wall time recorded by the runs that made it: {t['total'] / 60:.0f} min on the "
+    try:
+        t = json.loads(timing.read_text(encoding="utf-8"))
+        total, n = float(t["total"]), int(t.get("invocations", 1))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
+            AttributeError) as e:
+        raise ValueError(f"{timing}: not a valid timing file ({type(e).__name__}: {e}); delete "
+                         "it (the page then says the wall time is not recorded) or rerun the "
+                         "reproduce command that made the folder.") from None
+    return (f"Wall time recorded by the runs that made it: {total / 60:.0f} min on the "
             f"machine that made it (the sum over the {n} invocation{'s' * (n != 1)} that made "
             "and resumed it, from `timing.json`).")
 
@@ -55,9 +63,29 @@ def _cell(g) -> str:  # type: ignore[no-untyped-def]
     return f"**{g['verdict'].iloc[0]}** ({'; '.join(parts)})"
 
 
-def results_doc(folders: Sequence[str | Path], command: str, note: str | None = None) -> str:
+def _doc_dir(command: str, doc: str | Path | None) -> Path:
+    """The folder the page is written to: ``doc``'s, else that of the command's ``--doc``, else
+    the current directory (links to the figures are relative to it)."""
+    if doc is None:
+        argv = shlex.split(command)
+        doc = argv[argv.index("--doc") + 1] if "--doc" in argv[:-1] else None
+    return Path(doc).parent if doc is not None else Path(".")
+
+
+def _figure_link(folder: str | Path, doc_dir: Path) -> str:
+    """The link from the page to a folder's ``figures/`` (``report`` writes the SVGs there)."""
+    return Path(os.path.relpath(Path(folder) / "figures", doc_dir)).as_posix()
+
+
+def results_doc(folders: Sequence[str | Path], command: str, note: str | None = None, *,
+                doc: str | Path | None = None) -> str:
     """The page: a summary of every folder's verdicts (per decision metric, with intervals),
-    why patterns may not reproduce, then each folder's report."""
+    why patterns may not reproduce, then each folder's report with its figures.
+
+    Figure links are relative to ``doc`` (where the page is written; default: the ``--doc`` of
+    ``command``); the figures themselves are each folder's ``figures/*.svg``, written by
+    :func:`~icl_tokens.analysis.report.write_report`."""
+    doc_dir = _doc_dir(command, doc)
     results = [load_results(f) for f in folders]
     tables = [paper_tables(r) for r in results]
     verdict_rows = [folder_verdicts(r) for r in results]
@@ -85,7 +113,7 @@ def results_doc(folders: Sequence[str | Path], command: str, note: str | None = 
         parts += [markdown_table(header, body), ""]
     parts += [WHY, ""]
     for f, res, t, v in zip(folders, results, tables, verdict_rows):
-        body = render_markdown(res, t, v).split("\n", 1)[1]
+        body = render_markdown(res, t, v, figures=_figure_link(f, doc_dir)).split("\n", 1)[1]
         parts += [f"## {display_model(res)}, budget {res.provenance['budget']['name']}", "",
                   f"Folder: `{Path(f).as_posix()}`", "",
                   _wall_line(Path(f) / "timing.json"), body.replace("\n## ", "\n### "), ""]

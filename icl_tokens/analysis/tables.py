@@ -21,6 +21,9 @@ __all__ = [
     "accuracy_table",
     "format_accuracy_table",
     "paper_layout",
+    "layout_text",
+    "LAYOUT_FOOTNOTE",
+    "NO_VALUE",
     "task_means",
     "pattern_checks",
     "hidden_counts",
@@ -56,6 +59,9 @@ def format_accuracy_table(
 ) -> str:
     """Paper-layout text table: rows = conditions, columns = tasks, cells ``mean ± std``.
 
+    A cell of one seed has no spread over seeds: it shows the accuracy alone, and its task's
+    header says ``1 seed`` (never ``± 0.0``).
+
     Args:
         table: From :func:`accuracy_table` (one model).
         paper: Optional conditions × tasks reference values shown in extra columns.
@@ -65,11 +71,15 @@ def format_accuracy_table(
             models and, for the StaICC fallback, another evaluation set.
         order: Row order (default: the paper's, then any other condition alphabetically).
     """
+    missing = {"task", "condition", "mean", "std", "n_seeds"} - set(table.columns)
+    if missing:
+        raise ValueError(f"the table lacks columns {sorted(missing)}; pass the output of "
+                         "accuracy_table(rows).")
     tasks = list(dict.fromkeys(table["task"]))
     order = list(order) if order is not None else (
         list(PAPER_ORDER) + sorted(set(table["condition"]) - set(PAPER_ORDER)))
     conds = [c for c in order if c in set(table["condition"])]
-    header = ["condition"] + [f"{t} (ours)" for t in tasks]
+    header = ["condition"] + [f"{t} ({_spread_label(table[table.task == t])})" for t in tasks]
     if paper is not None:
         header += [f"{t} ({paper_label})" for t in tasks if t in paper.columns]
     lines = [header]
@@ -77,7 +87,7 @@ def format_accuracy_table(
         cells = [CONDITION_LABELS.get(c, c)]
         for t in tasks:
             r = table[(table.task == t) & (table.condition == c)]
-            cells.append("" if r.empty else f"{r['mean'].iloc[0]:5.1f} ± {r['std'].iloc[0]:4.1f}")
+            cells.append("" if r.empty else _mean_cell(r.iloc[0]))
         if paper is not None:
             for t in tasks:
                 if t in paper.columns:
@@ -91,6 +101,42 @@ def format_accuracy_table(
     return "\n".join(caption + [fmt(lines[0]), rule] + [fmt(r) for r in lines[1:]])
 
 
+def _mean_cell(row: pd.Series) -> str:
+    """``mean ± std`` over seeds; the mean alone for one seed (it has no spread)."""
+    if int(row["n_seeds"]) < 2:
+        return f"{row['mean']:5.1f}"
+    return f"{row['mean']:5.1f} ± {row['std']:4.1f}"
+
+
+def _spread_label(rows: pd.DataFrame) -> str:
+    """The header of one task's columns: ``ours``, or ``ours, 1 seed`` when its cells have no
+    spread (``ours, a cell without ± is 1 seed`` when only some do)."""
+    n = rows["n_seeds"].astype(int)
+    if (n < 2).all():
+        return "ours, 1 seed"
+    if (n < 2).any():
+        return "ours; a cell without ± is 1 seed"
+    return "ours"
+
+
+#: What :func:`layout_text` shows where :func:`paper_layout` has no number.
+NO_VALUE = "–"
+#: The footnote of a :func:`layout_text` table.
+LAYOUT_FOOTNOTE = (f"{NO_VALUE} no value: the Δ of a baseline row (Zero-shot and Standard ICL, "
+                   "which the other rows are measured from), or a number the paper does not "
+                   "give (and any avg or Δ over it).")
+
+
+def layout_text(layout: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """:func:`paper_layout` for reading: each number with ``digits`` decimals and
+    :data:`NO_VALUE` where there is none (never ``NaN``); print :data:`LAYOUT_FOOTNOTE` under
+    it."""
+    if digits < 0:
+        raise ValueError(f"digits must be >= 0, got {digits}.")
+    return layout.apply(lambda col: col.map(
+        lambda v: NO_VALUE if pd.isna(v) else f"{v:.{digits}f}"))
+
+
 def paper_layout(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Conditions × (task, ours/paper) with ``avg`` and ``Δ`` columns, as in Tables 2 and 3.
 
@@ -101,6 +147,8 @@ def paper_layout(table: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.D
 
     ``avg`` is the mean over the tasks present (the paper averages all six); ``Δ`` is the
     difference of ``avg`` from Zero-shot for the Table 2 rows and from Standard ICL otherwise.
+    A cell without a value (the baselines' own ``Δ``, a number the paper does not give) is NaN;
+    :func:`layout_text` shows it as :data:`NO_VALUE` for reading.
     """
     tasks = list(dict.fromkeys(table["task"]))
     ours = table.pivot(index="condition", columns="task", values="mean")

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..experiments.variants import (
-    PATTERNS,
-    SETTINGS,
-    TABLES,
-    _complete,
+from ..experiments.variants import PATTERNS, SETTINGS, TABLES
+from ..tasks import PAPER_TASKS
+from .tables import format_accuracy_table
+from .variant_tables import (
+    complete,
     paper_variant_table,
     per_template_table,
     variant_pattern_checks,
     variant_table,
 )
-from ..reference import PAPER_TASK_ORDER
-from .tables import format_accuracy_table
 from .verdicts import pattern_summary, verdicts
 
 __all__ = ["format_variant_report"]
@@ -32,10 +30,10 @@ def format_variant_report(df: pd.DataFrame, *, paper_model: str = "Llama-7B",
     lines: list[str] = []
     paper: dict[int, pd.DataFrame] = {}
     for table in TABLES:
-        if not _complete(df, table):
+        if not complete(df, table):
             continue
         t = variant_table(df, table, metric)
-        tasks = [x for x in dict.fromkeys(t["task"]) if x in PAPER_TASK_ORDER]
+        tasks = [x for x in dict.fromkeys(t["task"]) if x in PAPER_TASKS]
         paper[table] = paper_variant_table(table, paper_model, tasks or None)
         order = [s.label for s in SETTINGS if s.table == table]
         caveat = "" if metric == "correct" else "; the paper's numbers are free generation"

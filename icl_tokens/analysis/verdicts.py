@@ -38,6 +38,7 @@ from .inference import (
     pool_tasks,
     scale_of,
 )
+from .scores import label_words
 
 __all__ = ["VERDICTS", "all_patterns", "pattern_by_key", "decide", "cell_rows", "icl_status",
            "verdicts", "pattern_summary", "verdict_table"]
@@ -88,7 +89,7 @@ def decide(claim: Claim, est95: Estimate, est90: Estimate | None = None) -> tupl
 def cell_rows(frames: Mapping[str, pd.DataFrame], column: str) -> pd.DataFrame:
     """Every experiment's rows as ``model, task, seed, example_id, condition, <column>`` with
     ``condition = "<experiment>|<cell>"`` (Tables 8-10: the setting, averaged over templates)."""
-    from ..experiments.variants import setting_rows
+    from .variant_tables import setting_rows
 
     parts = []
     for exp, df in frames.items():
@@ -105,8 +106,6 @@ def cell_rows(frames: Mapping[str, pd.DataFrame], column: str) -> pd.DataFrame:
 
 def _chance(rows: pd.DataFrame) -> float:
     """1 / number of labels of one task's rows (from its ``score_<label>`` columns)."""
-    from .metrics import label_words
-
     n = sum(rows[f"score_{w}"].notna().any() for w in label_words(rows))
     return 1.0 / n if n else math.nan
 
@@ -151,6 +150,34 @@ def _claim_task(claim: Claim, rows: pd.DataFrame, col: str, levels: Sequence[flo
     return [contrast_estimate(m, weights, col, level=lv) for lv in levels]
 
 
+def _claim_row(claim: Claim, rows: pd.DataFrame, col: str, use: Sequence[str], level: float
+               ) -> dict[str, object]:
+    """One claim decided on one model's rows, pooled over the tasks ``use``."""
+    if not use:
+        return {"claim": claim.describe(), "effect": np.nan, "ci_low": np.nan,
+                "ci_high": np.nan, "p": np.nan, "claim_verdict": "inconclusive",
+                "reason": "no task where the model does ICL", "n_seeds": 0, "n_examples": 0}
+    per95, per90 = zip(*(_claim_task(claim, rows[rows.task == t], col, (level, 0.90))
+                         for t in use))
+    e95, e90 = pool_tasks(per95, level=level), pool_tasks(per90, level=0.90)
+    v, why = decide(claim, e95, e90)
+    return {"claim": claim.describe(), "effect": e95.mean, "ci_low": e95.ci_low,
+            "ci_high": e95.ci_high, "p": e95.p, "claim_verdict": v, "reason": why,
+            "n_seeds": e95.n_seeds, "n_examples": e95.n_examples}
+
+
+def _pattern_rows(pat: Pattern, rows: pd.DataFrame, col: str, use: Sequence[str],
+                  level: float) -> list[dict[str, object]]:
+    """Every claim of one pattern on one model's rows, with the pattern's verdict: inconsistent
+    when any claim is, consistent when all are, inconclusive otherwise."""
+    claim_rows = [_claim_row(claim, rows, col, use, level) for claim in pat.claims]
+    states = [r["claim_verdict"] for r in claim_rows]
+    overall = ("inconsistent" if "inconsistent" in states else "consistent"
+               if all(s == "consistent" for s in states) else "inconclusive")
+    return [{"pattern": pat.key, "name": pat.title, "metric": col, **r, "verdict": overall,
+             "tasks": ",".join(use)} for r in claim_rows]
+
+
 def verdicts(frames: Mapping[str, pd.DataFrame], patterns: Sequence[Pattern] | None = None,
              *, metric: str | None = None, tasks: Mapping[str, Sequence[str]] | None = None,
              level: float = 0.95) -> pd.DataFrame:
@@ -190,29 +217,7 @@ def verdicts(frames: Mapping[str, pd.DataFrame], patterns: Sequence[Pattern] | N
             use = list(dict.fromkeys(mrows["task"]))
             if tasks is not None:
                 use = [t for t in use if t in set(tasks.get(model, ()))]
-            claim_rows = []
-            for claim in pat.claims:
-                if not use:
-                    claim_rows.append({"claim": claim.describe(), "effect": np.nan,
-                                       "ci_low": np.nan, "ci_high": np.nan, "p": np.nan,
-                                       "claim_verdict": "inconclusive",
-                                       "reason": "no task where the model does ICL",
-                                       "n_seeds": 0, "n_examples": 0})
-                    continue
-                per95, per90 = zip(*(_claim_task(claim, mrows[mrows.task == t], col,
-                                                 (level, 0.90)) for t in use))
-                e95, e90 = pool_tasks(per95, level=level), pool_tasks(per90, level=0.90)
-                v, why = decide(claim, e95, e90)
-                claim_rows.append({"claim": claim.describe(), "effect": e95.mean,
-                                   "ci_low": e95.ci_low, "ci_high": e95.ci_high, "p": e95.p,
-                                   "claim_verdict": v, "reason": why,
-                                   "n_seeds": e95.n_seeds, "n_examples": e95.n_examples})
-            states = [r["claim_verdict"] for r in claim_rows]
-            overall = ("inconsistent" if "inconsistent" in states else "consistent"
-                       if all(s == "consistent" for s in states) else "inconclusive")
-            for r in claim_rows:
-                out.append({"model": model, "pattern": pat.key, "name": pat.title,
-                            "metric": col, **r, "verdict": overall, "tasks": ",".join(use)})
+            out += [{"model": model, **r} for r in _pattern_rows(pat, mrows, col, use, level)]
     cols = ["model", "pattern", "name", "claim", "metric", "effect", "ci_low", "ci_high", "p",
             "claim_verdict", "reason", "verdict", "tasks", "n_seeds", "n_examples"]
     return pd.DataFrame(out, columns=cols)

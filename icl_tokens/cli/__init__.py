@@ -1,8 +1,9 @@
-"""Command line: ``python -m icl_tokens {categorize,ablate,quickstart,tasks,models}``.
+"""Command line: ``python -m icl_tokens <command>`` (``--help`` lists them).
 
 Modules: :mod:`~icl_tokens.cli.parser` (options and argument types),
-:mod:`~icl_tokens.cli.commands` (what each sub-command does). Errors print one line,
-``error: ...``, and exit 2.
+:mod:`~icl_tokens.cli.commands` (what each sub-command does). Every sub-command names its handler
+(``module:function``) in the parser, imported only when it runs. Errors print one line,
+``error: ...``, and exit 2; SIGTERM and Ctrl-C stop a run cleanly (its rows kept, exit 130).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import importlib
 import sys
 from typing import Any, Callable, Sequence
 
-from .commands import categorize_records, cmd_ablate, cmd_categorize, cmd_quickstart
+from ..plugins import load_plugins
+from ..results.lock import terminate_as_interrupt
+from .commands import categorize_records
 from .parser import _int_list, build_parser
 
 __all__ = ["main", "build_parser", "categorize_records", "_int_list"]
@@ -19,13 +22,9 @@ __all__ = ["main", "build_parser", "categorize_records", "_int_list"]
 
 def _condition_names() -> set[str]:
     """Every condition name and alias of every level (for :func:`_join_dash_values`)."""
-    from ..ablation.conditions import ALIASES, PAPER_ORDER
-    from ..experiments.template_parts import PART_CONDITIONS
-    from ..prompts.removal import _ALIASES as TOKEN_ALIASES
-    from ..prompts.removal import TOKEN_CONDITIONS
+    from ..ablation.conditions import REGISTRY
 
-    return (set(PAPER_ORDER) | set(ALIASES) | {"all"} | set(TOKEN_CONDITIONS)
-            | set(TOKEN_ALIASES) | set(PART_CONDITIONS))
+    return REGISTRY.spellings()
 
 
 def _join_dash_values(argv: list[str]) -> list[str]:
@@ -61,30 +60,16 @@ def _resolve(handler: str) -> Callable[[Any], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (errors print one clear line, exit 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        load_plugins()  # a user's conditions, registered before names are checked
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(_join_dash_values(argv))
     try:
-        handler = getattr(args, "handler", None)
-        if handler is not None:
-            args.argv = argv
-            return _resolve(handler)(args)
-        if args.command == "categorize":
-            return cmd_categorize(args)
-        if args.command == "ablate":
-            return cmd_ablate(args)
-        if args.command == "quickstart":
-            return cmd_quickstart(args)
-        if args.command == "tasks":
-            from ..tasks import list_tasks, load_task
-
-            for name in list_tasks():
-                print(f"{name:10} {load_task(name).description}")
-            return 0
-        if args.command == "models":
-            from ..models import KNOWN_MODELS
-
-            for name, desc in KNOWN_MODELS.items():
-                print(f"{name:16} {desc}")
-            return 0
+        args.argv = argv
+        with terminate_as_interrupt():
+            return _resolve(args.handler)(args)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
@@ -92,4 +77,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    return 1

@@ -8,6 +8,7 @@ import argparse
 from typing import Any
 
 from .commands import _output_path
+from .notes import note
 
 __all__ = ["cmd_windows", "cmd_control"]
 
@@ -26,15 +27,35 @@ def _conditions(text: str) -> tuple[str, ...]:
     return conds
 
 
+def _given(args: argparse.Namespace, flag: str) -> bool:
+    """Whether the command line names ``flag`` (``--flag V``, ``--flag=V`` or an unambiguous
+    prefix argparse accepted), so an option left at its default can be told from one given."""
+    for arg in getattr(args, "argv", None) or ():
+        name = arg.split("=", 1)[0]
+        if name.startswith("--") and len(name) > len("--agg-") and flag.startswith(name):
+            return True
+    return False
+
+
+def _check_block_options(args: argparse.Namespace) -> None:
+    """``--agg-queries``/``--agg-scope`` shape the block only ``--target block`` places."""
+    given = [f for f in ("--agg-queries", "--agg-scope") if _given(args, f)]
+    if given and args.target != "block":
+        raise ValueError(f"{' and '.join(given)} shape the aggregation block, which only "
+                         f"--target block places in the window (this is --target "
+                         f"{args.target}); drop {' and '.join(given)} or use --target block.")
+
+
 def cmd_windows(args: argparse.Namespace) -> int:
     """Layer-window sweep; prints accuracy per window start for each condition."""
     from ..aggregation.windows import WindowConfig, run_layer_windows, window_curve
 
+    _check_block_options(args)
     out = _output_path(args.out, "windows.csv")
     cfg = WindowConfig(**_common(args), conditions=_conditions(args.conditions),
                        target=args.target, width=args.width, block_queries=args.agg_queries,
                        block_scope=args.agg_scope)
-    df = run_layer_windows(cfg, out=out, progress=not args.no_progress)
+    df = run_layer_windows(cfg, out=out, progress=not args.no_progress, log=note)
     metric = "correct"
     print(f"accuracy (%, {args.scoring}) per layer window (target {args.target}); "
           f"{df.attrs.get('data')}:")
@@ -54,7 +75,7 @@ def cmd_control(args: argparse.Namespace) -> int:
     out = _output_path(args.out, "control.csv")
     cfg = RandomControlConfig(**_common(args), conditions=_conditions(args.conditions),
                               draws=args.draws)
-    df = run_random_control(cfg, out=out, progress=not args.no_progress)
+    df = run_random_control(cfg, out=out, progress=not args.no_progress, log=note)
     print(f"accuracy (%, {args.scoring}): each condition beside {args.draws} random draws that "
           f"hide as many demonstration tokens; {df.attrs.get('data')}:")
     print(control_table(df).round(1).to_string())

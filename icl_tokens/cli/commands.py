@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["categorize_records", "cmd_categorize", "cmd_ablate", "cmd_quickstart"]
+from ..tasks import PAPER_TASKS
+from .notes import note
 
-_PAPER_TASKS = ("agnews", "sst2", "trec", "dbpedia", "rte", "cb")
+__all__ = ["categorize_records", "cmd_categorize", "cmd_ablate", "cmd_quickstart", "cmd_tasks",
+           "cmd_models"]
+
 
 
 def categorize_records(
@@ -22,7 +25,7 @@ def categorize_records(
     """The ``categorize --json`` records (the schema is a contract; ``roles`` was added to each
     token after ``categories``).
 
-    With ``removal`` (a :class:`~icl_tokens.prompts.removal.TokenRemoval`), ``tokens`` lists only
+    With ``removal`` (a :class:`~icl_tokens.ablation.removal.TokenRemoval`), ``tokens`` lists only
     the kept tokens (their original offsets, categories and roles), and the record gains
     ``condition`` and ``n_tokens`` (the kept length, as in the token-level CSV).
 
@@ -69,7 +72,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
     out = _output_path(args.out, "out.jsonl") if args.out else None
     removal = None
     if args.removal is not None:
-        from ..prompts.removal import TokenRemoval
+        from ..ablation.removal import TokenRemoval
 
         removal = TokenRemoval(args.removal, scope=args.scope,
                                restore_in_demos=args.restore_in_demos)
@@ -77,7 +80,7 @@ def cmd_categorize(args: argparse.Namespace) -> int:
         raise ValueError("--scope and --restore-in-demos need --removal CONDITION.")
     recs = categorize_records(args.model, args.task, args.seed, args.k, args.n_test,
                               args.stopword_variant, args.data_source,
-                              log=lambda s: print(s, file=sys.stderr), removal=removal,
+                              log=note, removal=removal,
                               template=args.template)
     if args.json:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
@@ -90,88 +93,104 @@ def cmd_categorize(args: argparse.Namespace) -> int:
                 lines.append(f"{t['start']:6d} {t['end']:6d}  {t['text']!r:24}  {cats}")
         text = "\n".join(lines) + "\n"
     if out is not None:
+        from ..results import make_parents
+
+        make_parents(out)
         out.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return 0
 
 
-def _output_path(text: str, example: str) -> Path:
-    """An output file path whose folder is created; a clear error if it cannot be written."""
+def _output_path(text: str, example: str, option: str = "--out") -> Path:
+    """An output file path that can be written (nothing is created yet); a clear error naming
+    ``option`` if it cannot."""
     from ..results import check_output_path
 
     path = Path(text)
-    check_output_path(path, example)
+    check_output_path(path, example, option=option)
     return path
 
 
+#: ``ablate`` options that set a config field → (field, the option's default). An option given
+#: with a level whose config lacks the field is an error (it would do nothing).
+_LEVEL_OPTIONS: dict[str, tuple[str, Any]] = {
+    "--layers": ("layers", None), "--heads": ("heads", None), "--hide-bos": ("hide_bos", False),
+    "--query-scope": ("query_scope", "test"), "--mode": ("mode", "scores"),
+    "--scope": ("scope", "all"), "--restore-in-demos": ("restore_in_demos", False),
+    "--template": ("template", "original"),
+}
+_AGG_OPTIONS = {"--agg-scope": ("agg_scope", "all"), "--agg-layers": ("agg_layers", None),
+                "--compare": ("compare", False)}
+
+
+def _given(args: argparse.Namespace, options: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """The options among ``options`` given with a non-default value: flag → value."""
+    out = {}
+    for flag, (field, default) in options.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value != default:
+            out[flag] = (field, value)
+    return out
+
+
 def _ablate_config(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
-    """The config, run function and paper cells of ``ablate --level``."""
+    """The config, run function and paper cells of ``ablate --level`` (the level's declared
+    experiment; its config's fields decide which options apply)."""
+    import dataclasses
+
+    from ..experiments.registry import ABLATE_LEVELS
+    from ..experiments.runner import run_config
+
+    exp = ABLATE_LEVELS[args.level]
     common = dict(model=args.model, task=args.task, seeds=tuple(args.seeds), k=args.k,
                   n_test=args.n_test, scoring=args.scoring, engine=args.engine,
                   stopword_variant=args.stopword_variant, data_source=args.data_source,
                   batch_size=args.batch_size, dtype=args.dtype, device=args.device,
-                  shard=args.shard, device_map=args.device_map)
-    conds = None if args.conditions == "all" else tuple(args.conditions.split(","))
-    rep_only = {"--layers": args.layers, "--heads": args.heads, "--hide-bos": args.hide_bos or None,
-                "--query-scope": None if args.query_scope == "test" else args.query_scope,
-                "--mode": None if args.mode == "scores" else args.mode}
-    tok_only = {"--scope": None if args.scope == "all" else args.scope,
-                "--restore-in-demos": args.restore_in_demos or None}
-    level = args.level
-    agg_only = {"--agg-scope": None if args.agg_scope == "all" else args.agg_scope,
-                "--agg-layers": args.agg_layers, "--compare": args.compare or None}
-    if args.aggregation is not None and level != "representation":
-        raise ValueError(f"--aggregation is a representation-level knockout; drop --level {level}.")
-    lonely = [k for k, v in agg_only.items() if v is not None]
-    if lonely and args.aggregation is None:
-        raise ValueError(f"{', '.join(lonely)} need(s) --aggregation.")
-    wrong = [k for k, v in {**(rep_only if level != "representation" else {}),
-                            **(tok_only if level != "token" else {})}.items() if v is not None]
-    if wrong:
-        raise ValueError(f"{', '.join(wrong)} do(es) not apply to --level {level}.")
-    if args.template != "original" and (level != "representation"
-                                        or getattr(args, "aggregation", None) is not None):
+                  shard=args.shard, device_map=args.device_map,
+                  conditions=tuple(args.conditions.split(",")))
+    fields = {f.name for f in dataclasses.fields(exp.config)}
+    given = _given(args, _LEVEL_OPTIONS)
+    wrong = [flag for flag, (field, _) in given.items() if field not in fields]
+    if wrong == ["--template"]:
         raise ValueError("--template applies to --level representation without --aggregation "
                          "(for Tables 8-10 run the 'variants' sub-command).")
-    if level == "token":
-        from ..experiments.token_level import (
-            TABLE4_ROWS,
-            TokenAblationConfig,
-            run_token_ablation,
-        )
-
-        cfg = TokenAblationConfig(**common, scope=args.scope,
-                                  restore_in_demos=args.restore_in_demos,
-                                  **({} if conds is None else {"conditions": conds}))
-        return cfg, run_token_ablation, {k: (4, v, "") for k, v in TABLE4_ROWS.items()}
-    if level == "template-parts":
-        from ..experiments.template_parts import PAPER_CELLS, PartsConfig, run_template_parts
-
-        cfg = PartsConfig(**common, **({} if conds is None else {"conditions": conds}))
-        return cfg, run_template_parts, dict(PAPER_CELLS)
-    from ..experiments import AblationConfig, run_ablation
-
-    rep = dict(**common, hide_bos=args.hide_bos, query_scope=args.query_scope,
-               layers=args.layers, heads=args.heads, mode=args.mode)
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} do(es) not apply to --level {args.level}.")
+    lonely = list(_given(args, _AGG_OPTIONS))
     if args.aggregation is not None:
-        return _aggregation_config(args, rep, conds)
-    cfg = AblationConfig(**rep, conditions=conds if conds is not None else ("all",),
-                         template=args.template)
-    return cfg, run_ablation, {}
+        if args.level != "representation":
+            raise ValueError(f"--aggregation is a representation-level knockout; drop --level "
+                             f"{args.level}.")
+        if "--template" in given:
+            raise ValueError("--template applies to --level representation without "
+                             "--aggregation (for Tables 8-10 run the 'variants' sub-command).")
+        return _aggregation_config(args, {**common, **{f: v for f, v in given.values()}})
+    if lonely:
+        raise ValueError(f"{', '.join(lonely)} need(s) --aggregation.")
+    cfg = exp.config(**common, **{field: value for field, value in given.values()})
+    cells = {c.name: (c.table, c.label, c.spec) for c in cfg.condition_objects()
+             if c.table and c.label}
+
+    def run(cfg: Any, out: Path, progress: bool) -> Any:
+        return run_config(cfg, out=out, progress=progress, log=note)
+
+    return cfg, run, cells
 
 
-def _aggregation_config(args: argparse.Namespace, rep: dict[str, Any],
-                        conds: tuple[str, ...] | None) -> tuple[Any, Any, dict[str, Any]]:
+def _aggregation_config(args: argparse.Namespace, rep: dict[str, Any]
+                        ) -> tuple[Any, Any, dict[str, Any]]:
     """``ablate --aggregation``: the block rows (and with ``--compare`` the rows without it)."""
     from ..aggregation.experiment import AGGREGATION_CONDITIONS, AggregationConfig, run_aggregation
 
-    cfg = AggregationConfig(**rep, conditions=conds or AGGREGATION_CONDITIONS,
-                            block_queries=args.aggregation, block_scope=args.agg_scope,
+    if rep["conditions"] == ("all",):
+        rep["conditions"] = AGGREGATION_CONDITIONS
+    cfg = AggregationConfig(**rep, block_queries=args.aggregation, block_scope=args.agg_scope,
                             block_layers=args.agg_layers)
 
     def run(cfg: Any, out: Path, progress: bool) -> Any:
-        return run_aggregation(cfg, compare=args.compare, out=out, progress=progress)
+        return run_aggregation(cfg, compare=args.compare, out=out, progress=progress,
+                               log=note)
 
     return cfg, run, {}
 
@@ -185,7 +204,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     df = run(cfg, out=out, progress=not args.no_progress)
     if args.aggregation is not None:
         return _print_aggregation(args, cfg, df, out)
-    tasks = [t for t in dict.fromkeys(df["task"]) if t in _PAPER_TASKS]
+    tasks = [t for t in dict.fromkeys(df["task"]) if t in PAPER_TASKS]
     paper = None
     if args.template != "original":
         tasks = []  # the paper's Tables 2/3 ran the original templates; Tables 8-10: `variants`
@@ -245,19 +264,35 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     cfg = AblationConfig(model=args.model, task="sst2", seeds=tuple(args.seeds), k=4,
                          n_test=args.n_test, scoring="generate", engine="cached")
     csv_path = out_dir / "quickstart.csv"
-    df = run_ablation(cfg, out=csv_path, progress=not args.no_progress)
+    df = run_ablation(cfg, out=csv_path, progress=not args.no_progress, log=note)
     table = accuracy_table(df)
     paper = paper_condition_table(model="Llama-7B", tasks=["sst2"])
     print(f"\nSST-2, {len(cfg.seeds)} seeds x {args.n_test} examples, k=4, greedy generation "
           f"(acc_gen), model {cfg.model}:")
-    note = df.attrs.get("data")
-    print(format_accuracy_table(table, paper, paper_label="paper Llama-7B", data_note=note))
+    data = df.attrs.get("data")
+    print(format_accuracy_table(table, paper, paper_label="paper Llama-7B", data_note=data))
     label_table = accuracy_table(df, metric="label_correct")
     print("\nlabel-restricted scoring (acc_label, secondary):")
-    print(format_accuracy_table(label_table, data_note=note))
+    print(format_accuracy_table(label_table, data_note=data))
     fig = accuracy_bar(accuracy_by_seed(df), paper, name=f"{cfg.model} (acc_gen)",
                        paper_name="paper Llama-7B", title="SST-2: accuracy by condition")
     paths = save_figure(fig, out_dir / "quickstart")
     print(f"\nrows: {csv_path}\nfigure: {', '.join(str(p) for p in paths)}")
     print(f"quickstart took {time.time() - t0:.0f} s")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from ..tasks import list_tasks, load_task
+
+    for name in list_tasks():
+        print(f"{name:10} {load_task(name).description}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..models import KNOWN_MODELS
+
+    for name, desc in KNOWN_MODELS.items():
+        print(f"{name:16} {desc}")
     return 0

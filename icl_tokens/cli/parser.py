@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from ..ablation.conditions import PAPER_ORDER
+from ..ablation.registry import NAMESPACES
 
 __all__ = ["build_parser"]
 
@@ -115,7 +116,7 @@ def _add_common(p: argparse.ArgumentParser, *, many_seeds: bool) -> None:
 
 
 def _add_aggregation_options(a: argparse.ArgumentParser) -> None:
-    """``ablate --aggregation``: the demonstration-internal block of issue 8 (paper-spec E9)."""
+    """``ablate --aggregation``: the demonstration-internal block (paper-spec E9)."""
     a.add_argument("--aggregation", nargs="?", const="all", default=None,
                    choices=["all", "t_out", "label", "last_colon"], metavar="QUERIES",
                    help="also block demonstration template/stopword/label tokens (and not "
@@ -204,7 +205,7 @@ def _add_variants_command(sub: Any) -> None:
 
 
 def _add_reproduce_commands(sub: Any) -> None:
-    """``reproduce`` (issue 11) and ``report`` (tables from results folders, no model)."""
+    """``reproduce`` and ``report`` (tables from results folders, no model)."""
     r = sub.add_parser("reproduce", help="every experiment behind the paper's tables into one "
                        "results folder (tidy data, tables beside the paper's, report, provenance)")
     r.add_argument("--tables", default="all",
@@ -261,12 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--restore-in-demos", action="store_true",
                    help="with --removal icl-template+last: also keep each demonstration's colon")
     _add_template_option(c)
+    c.set_defaults(handler="icl_tokens.cli.commands:cmd_categorize")
 
     a = sub.add_parser("ablate", help="knockouts and removals: --level representation (paper "
                        "Tables 2, 3), token (Table 4), template-parts (Tables 5, 6)")
     _add_common(a, many_seeds=True)
-    a.add_argument("--level", default="representation",
-                   choices=["representation", "token", "template-parts"],
+    a.add_argument("--level", default="representation", choices=list(NAMESPACES),
                    help="representation: hide the test example's attention to kinds of "
                         "demonstration tokens; token: remove tokens from the prompt "
                         "(conditions icl, icl-content, icl-stopword, icl-template, "
@@ -311,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score only shard K of N of the run's (seed, block of examples) units, "
                         "into its own resumable --out; join them with 'merge' (docs/scale.md)")
     a.add_argument("--no-progress", action="store_true")
+    a.set_defaults(handler="icl_tokens.cli.commands:cmd_ablate")
 
     _add_aggregation_commands(sub)
     _add_reproduce_commands(sub)
@@ -324,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seeds", type=_seeds, default=[0, 1])
     q.add_argument("--model", default="gemma-3-270m")
     q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(handler="icl_tokens.cli.commands:cmd_quickstart")
 
     m = sub.add_parser("merge", help="merge the --shard K/N CSVs of one run into one CSV equal "
                        "to the unsharded run")
@@ -335,10 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_parsers(sub, _int_list)
 
-    from .probe import add_probe_parsers  # ``probe`` and ``attention`` (issue 8 points 3, 4)
+    from .probe import add_probe_parsers  # ``probe`` and ``attention``
 
     add_probe_parsers(sub, _add_common, _int_list, _positive, _non_negative)
 
-    sub.add_parser("tasks", help="list the shipped task definitions")
-    sub.add_parser("models", help="list the offline model names")
+    sub.add_parser("tasks", help="list the shipped task definitions").set_defaults(
+        handler="icl_tokens.cli.commands:cmd_tasks")
+    sub.add_parser("models", help="list the offline model names").set_defaults(
+        handler="icl_tokens.cli.commands:cmd_models")
     return parser

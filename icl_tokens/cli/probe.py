@@ -1,57 +1,25 @@
-"""The ``probe`` and ``attention`` sub-commands (issue 8 points 3 and 4): resumable tidy CSVs.
+"""The ``probe`` and ``attention`` sub-commands: resumable tidy CSVs.
 
-Both write through :class:`~icl_tokens.results.ResultsFile` (locked, keyed by the run's
-identity, damaged rows repaired, a rerun resumes). Its key is ``(seed, example_id, condition)``,
-so each command says what those hold:
-
-* ``probe``: one row per (position, layer, knockout); ``seed`` is -1 for probes pooled over the
-  seeds (the default) or the seed with ``--per-seed``; ``example_id`` is the probe position;
-  ``condition`` is ``{knockout}|L{layer}``. Tidy columns ``position``, ``layer``, ``knockout``
-  (``icl`` or ``agg``), ``target``, ``accuracy``, ``majority``, ``control``, ``selectivity``, ...,
-  and the permutation null's ``null_mean``, ``null_q95``, ``p_perm``, ``max_null_q95``, ``p_max``
-  (see :data:`~icl_tokens.aggregation.probes.PROBE_COLUMNS`). The best-layer correction needs
-  every layer of a position, so a resumed position refits all its layers' shuffles.
-* ``attention``: one row per (seed, test example, knockout, scope, layer, head, key group);
-  ``condition`` is ``{knockout}|{scope}|L{layer}|H{head}|{category}``. Tidy columns ``knockout``,
-  ``scope``, ``layer``, ``head``, ``category``, ``mass``, ``n_keys``, ``mass_per_token``,
-  ``n_queries`` (see :func:`~icl_tokens.aggregation.attention_mass.category_mass`).
+Each builds its config (:class:`~icl_tokens.aggregation.probe_run.ProbeConfig`,
+:class:`~icl_tokens.aggregation.attention_run.AttentionConfig`), checks every output path (the
+CSV, the figure) before the model loads, and runs
+:func:`~icl_tokens.aggregation.probe_run.run_probes` /
+:func:`~icl_tokens.aggregation.attention_run.run_attention`: killed and rerun with the same
+arguments, a run completes its CSV. See those modules for the rows.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["cmd_probe", "cmd_attention", "probe_columns", "attention_columns",
-           "add_probe_parsers"]
-
-_LOG: Callable[[str], None] = lambda s: print(s, file=sys.stderr)  # noqa: E731
-
-PROBE_CSV = ("model", "task", "k", "seed", "example_id", "condition", "position", "layer",
-             "knockout", "target", "accuracy", "majority", "control", "selectivity", "n",
-             "n_groups", "n_classes", "C_median", "folds", "control_seen", "control_note",
-             "permutations", "null_mean", "null_q95", "p_perm", "max_null_q95", "p_max")
-ATTENTION_CSV = ("model", "task", "k", "seed", "example_id", "condition", "knockout", "scope",
-                 "layer", "head", "category", "mass", "n_keys", "mass_per_token", "n_queries")
+__all__ = ["cmd_probe", "cmd_attention", "add_probe_parsers"]
 
 
-def probe_columns() -> list[str]:
-    """Columns of the ``probe`` CSV."""
-    return list(PROBE_CSV)
-
-
-def attention_columns() -> list[str]:
-    """Columns of the ``attention`` CSV."""
-    return list(ATTENTION_CSV)
-
-
-# ------------------------------------------------------------------ parser
 def add_probe_parsers(sub: Any, add_common: Callable[..., None], int_list: Any,
                       positive: Any, non_negative: Any) -> None:
     """Register ``probe`` and ``attention`` (from :func:`~icl_tokens.cli.parser.build_parser`,
@@ -98,204 +66,115 @@ def add_probe_parsers(sub: Any, add_common: Callable[..., None], int_list: Any,
 
 
 def _add_run(p: argparse.ArgumentParser, positive: Any) -> None:
-    p.add_argument("--batch-size", type=positive, default=8)
+    """Batching, device, dtype and output options of both commands."""
+    p.add_argument("--batch-size", type=positive, default=8,
+                   help="prompts per forward, and per resumable unit (default 8)")
     p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="model dtype (default float32); results are computed in float32, and "
+                        "activations that overflow the dtype (inf/NaN) stop the run")
+    p.add_argument("--device-map", default=None,
+                   choices=["auto", "balanced", "balanced_low_0", "sequential"],
+                   help="spread a model larger than one GPU over the visible GPUs; instead of "
+                        "--device")
     p.add_argument("--out", required=True,
-                   help="CSV path (resumable); a .meta.json sidecar is written")
+                   help="CSV path (resumable: rerun the same command after a kill); a "
+                        ".meta.json sidecar is written (probe: and, until the CSV is "
+                        "complete, the captured features in OUT.features/)")
     p.add_argument("--figure", default=None,
                    help="also write a figure: PATH.html (offline) and PATH.json")
     p.add_argument("--no-progress", action="store_true")
 
 
-# ------------------------------------------------------------------ shared set-up
-@dataclasses.dataclass
-class _Setup:
-    task: Any
-    data: Any
-    identity: dict[str, Any]
-    meta: dict[str, Any]
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields every run shares, from the parsed arguments."""
+    return dict(model=args.model, task=args.task, seeds=tuple(args.seeds), k=args.k,
+                n_test=args.n_test, stopword_variant=args.stopword_variant,
+                data_source=args.data_source, batch_size=args.batch_size, dtype=args.dtype,
+                device=args.device, device_map=args.device_map)
 
 
-def _setup(args: argparse.Namespace, command: str, extra: dict[str, Any]) -> _Setup:
-    """Validate the task, data, seeds and device; the run's identity (before any output)."""
-    from ..data import load_task_data
-    from ..experiments.config import check_common
-    from ..experiments.runner import task_hash
-    from ..models import check_device, library_versions
-    from ..tasks import load_task
+def _figure_paths(figure: str | None) -> list[Path]:
+    """The files ``--figure PATH`` writes (``PATH.html``, ``PATH.json``), checked before the
+    model loads."""
+    if figure is None:
+        return []
+    from ..aggregation.loop import check_paths
 
-    cfg = argparse.Namespace(seeds=tuple(args.seeds), k=args.k, n_test=args.n_test,
-                             scoring="label", engine="naive", batch_size=args.batch_size,
-                             chunk_examples=1, dtype=args.dtype,
-                             stopword_variant=args.stopword_variant)
-    check_common(cfg)
-    if args.k < 1:
-        raise ValueError(f"{command} reads demonstrations: use --k >= 1.")
-    task = load_task(args.task)
-    data = load_task_data(task, source=args.data_source)
-    _LOG(f"data: {data.source} ({data.location}); {data.notes}")
-    device = check_device(args.device)
-    identity = {"command": command, "model": args.model, "task": task.name,
-                "seeds": list(cfg.seeds), "k": args.k, "n_test": args.n_test,
-                "stopword_variant": args.stopword_variant, "dtype": args.dtype,
-                "data_source": args.data_source, "task_sha256": task_hash(task),
-                "resolved_data_source": data.source, "data_location": data.location,
-                "device": device, **extra}
-    return _Setup(task, data, identity, {"versions": library_versions(), "args": vars(args)})
+    base = Path(figure)
+    paths = [base.with_name(base.name + ext) for ext in (".html", ".json")]
+    for p in paths:
+        check_paths({"--figure": p})
+    return paths
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    import torch
-
-    from ..models import load_model, load_tokenizer
-
-    model = load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype))
-    return model, load_tokenizer(args.model)
-
-
-def _open(out: Path, columns: list[str], setup: _Setup, expected: set[tuple[str, str, str]],
-          model: Any) -> Any:
-    from ..models import model_info
-    from ..results import ResultsFile
-
-    store = ResultsFile(out, columns, setup.identity, setup.meta, expected_keys=expected)
-    for n in store.notes:
-        _LOG(f"{store.path}: {n}")
-    store.update_meta({"model_info": model_info(model)})
-    if store.done:
-        _LOG(f"{store.path}: resuming, {len(store.done)} of {len(expected)} rows done")
-    return store
-
-
-def _output(text: str) -> Path:
-    from ..results import check_output_path
-
-    path = Path(text)
-    check_output_path(path, "run.csv")
-    return path
-
-
-def _knockouts(aggregation: bool) -> dict[str, Any]:
-    """Knockout name → knockout (``icl``: none; ``agg``: the default aggregation block)."""
-    out: dict[str, Any] = {"icl": None}
-    if aggregation:
-        from ..aggregation.block import aggregation_knockout
-
-        ko = aggregation_knockout()
-        out[ko.name] = ko
-    return out
-
-
-def _list(text: str, known: list[str], what: str) -> list[str]:
+def _names(text: str, known: list[str], what: str) -> tuple[str, ...]:
+    """``all`` or a comma list of known names (checked)."""
     if text == "all":
-        return list(known)
+        return tuple(known)
     vals = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in vals if v not in known]
     if bad or not vals:
         raise ValueError(f"unknown {what} {bad or text!r}; choose from {known} (or 'all').")
-    if len(set(vals)) != len(vals):
-        raise ValueError(f"{what} {vals} repeat a name; give each once.")
-    return vals
+    return tuple(vals)
 
 
-# ------------------------------------------------------------------ probe
+def _save(fig: Any, figure: str) -> None:
+    from ..plotting.base import save_figure
+
+    print(f"figure: {', '.join(str(x) for x in save_figure(fig, figure))}")
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
-    from ..aggregation.probes import (
-        DEFAULT_CS,
-        PROBE_POSITIONS,
-        collect_probe_data,
-        probe_episodes,
-        probe_items,
-        probe_table,
-    )
-    from ..engine.items import LabelSet
+    """Probes at every position and layer; prints the best layer per position and knockout."""
+    from ..aggregation.probe_data import PROBE_POSITIONS
+    from ..aggregation.probe_run import ProbeConfig, run_probes
 
-    out = _output(args.out)
-    positions = _list(args.positions, list(PROBE_POSITIONS), "probe positions")
-    if args.folds < 2 or args.inner_folds < 2:
-        raise ValueError("--folds and --inner-folds must be >= 2.")
-    kos = _knockouts(args.aggregation)
-    setup = _setup(args, "probe", {
-        "positions": positions, "layers": args.layers, "knockouts": list(kos),
-        "per_seed": args.per_seed, "folds": args.folds, "inner_folds": args.inner_folds,
-        "Cs": list(DEFAULT_CS), "probe_seed": args.probe_seed,
-        "permutations": args.permutations})
-    episodes = probe_episodes(setup.data, list(args.seeds), k=args.k, n_test=args.n_test)
-    model, tok = _load(args)
-    n_layers = int(model.cfg.n_layers)
-    layers = list(range(n_layers)) if args.layers is None else args.layers
-    bad = [x for x in layers if not -n_layers <= x < n_layers]
-    if bad:
-        raise ValueError(f"--layers {bad} out of range: {args.model} has {n_layers} layers "
-                         f"(0-{n_layers - 1}).")
-    layers = [x % n_layers for x in layers]
-    seed_keys = list(args.seeds) if args.per_seed else [-1]
-    expected = {(str(s), p, f"{kn}|L{layer}") for s in seed_keys for p in positions
-                for layer in layers for kn in kos}
-    items = probe_items(setup.task, tok, LabelSet.for_task(setup.task, tok), episodes,
-                        stopword_variant=args.stopword_variant)
-    store = _open(out, probe_columns(), setup, expected, model)
-    try:
-        for kn, ko in kos.items():
-            todo = [p for p in positions if any(not store.is_done(s, p, f"{kn}|L{layer}")
-                                                for s in seed_keys for layer in layers)]
-            if not todo:
-                continue
-            _LOG(f"probe {kn}: capturing {len(items)} prompts at {len(todo)} positions")
-            collected = collect_probe_data(model, tok, items, positions=todo, layers=layers,
-                                           knockout=ko, batch_size=args.batch_size)
-            for p in todo:
-                def write(row: dict[str, Any], p: str = p) -> None:
-                    store.append([{**row, "model": args.model, "task": setup.task.name,
-                                   "k": args.k, "example_id": p,
-                                   "condition": f"{row['knockout']}|L{row['layer']}"}])
-
-                probe_table(collected[p], knockout=kn, folds=args.folds,
-                            inner_folds=args.inner_folds, seed=args.probe_seed,
-                            per_seed=args.per_seed, permutations=args.permutations,
-                            progress=not args.no_progress, on_row=write,
-                            skip=lambda s, layer, p=p: store.is_done(s, p, f"{kn}|L{layer}"))
-                if not args.no_progress:
-                    _LOG(f"probe {kn}: {p} done")
-    except BaseException:
-        store.discard_if_empty()
-        raise
-    finally:
-        store.close()
-    df = _numeric(store.read())
-    print(_probe_summary(df, setup))
+    cfg = ProbeConfig(**_common(args),
+                      positions=_names(args.positions, list(PROBE_POSITIONS), "probe positions"),
+                      layers=None if args.layers is None else tuple(args.layers),
+                      aggregation=args.aggregation, per_seed=args.per_seed, folds=args.folds,
+                      inner_folds=args.inner_folds, probe_seed=args.probe_seed,
+                      permutations=args.permutations)
+    _figure_paths(args.figure)
+    df = run_probes(cfg, out=args.out, progress=not args.no_progress)
+    print(_probe_summary(df))
     if args.figure:
         from ..plotting.aggregation import probe_curves
-        from ..plotting.base import save_figure
 
-        paths = save_figure(probe_curves(df, title=f"{args.model}, {setup.task.name}: probes"),
-                            args.figure)
-        print(f"figure: {', '.join(str(x) for x in paths)}")
-    print(f"rows: {out}")
+        _save(probe_curves(df, title=f"{args.model}, {df['task'].iloc[0]}: probes"), args.figure)
+    print(f"rows: {args.out}")
     return 0
 
 
-def _numeric(df: pd.DataFrame) -> pd.DataFrame:
-    """The probe CSV as read back (every cell a string) with its number columns as floats
-    (``nan``, written where the control or the null is not computed, becomes NaN)."""
-    import pandas as pd
+def cmd_attention(args: argparse.Namespace) -> int:
+    """Attention mass per layer, head and key group; prints the layer × group means."""
+    from ..aggregation.attention_mass import QUERY_SCOPES
+    from ..aggregation.attention_run import AttentionConfig, run_attention
 
-    text = {"model", "task", "example_id", "condition", "position", "knockout", "target",
-            "control_note"}
-    return df.assign(**{c: pd.to_numeric(df[c], errors="coerce")
-                        for c in df.columns if c not in text})
+    cfg = AttentionConfig(**_common(args),
+                          scopes=_names(args.scopes, list(QUERY_SCOPES), "attention scopes"),
+                          count=args.count, aggregation=args.aggregation)
+    _figure_paths(args.figure)
+    df = run_attention(cfg, out=args.out, progress=not args.no_progress)
+    print(_attention_summary(df))
+    if args.figure:
+        from ..plotting.aggregation import mass_heatmap
+
+        _save(mass_heatmap(df, title=f"{args.model}, {df['task'].iloc[0]}: attention of the "
+                           "test example"), args.figure)
+    print(f"rows: {args.out}")
+    return 0
 
 
-def _probe_summary(df: pd.DataFrame, setup: _Setup) -> str:
+def _probe_summary(df: pd.DataFrame) -> str:
     """Per position and knockout: the best layer's accuracy beside the baseline, the
     permutation null and its best-layer-corrected p-value (and the control, where learnable)."""
     import numpy as np
 
     from ..aggregation.probes import UNLEARNABLE
-    from ..experiments.runner import data_note
 
-    lines = [f"probes ({data_note(setup.data, setup.identity['model'], setup.identity['seeds'], setup.identity['n_test'])}):",  # noqa: E501
+    lines = [f"probes ({df.attrs.get('data')}):",
              f"{'position':14} {'knockout':9} {'best L':>6} {'acc':>6} {'major':>6} "
              f"{'null95':>6} {'max95':>6} {'p_max':>6} {'control':>7} {'mean acc':>8} {'n':>5}"]
     notes: set[str] = set()
@@ -321,72 +200,9 @@ def _probe_summary(df: pd.DataFrame, setup: _Setup) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ attention
-def cmd_attention(args: argparse.Namespace) -> int:
-    from ..aggregation.attention_mass import QUERY_SCOPES, attention_mass, key_groups
-    from ..engine.items import LabelSet
-    from ..episodes import sample_episode
-    from ..experiments.representation import prompt_item
-
-    out = _output(args.out)
-    scopes = _list(args.scopes, list(QUERY_SCOPES), "attention scopes")
-    kos = _knockouts(args.aggregation)
-    setup = _setup(args, "attention", {"scopes": scopes, "count": args.count,
-                                       "knockouts": list(kos)})
-    episodes = [sample_episode(setup.data, s, k=args.k, n_test=args.n_test) for s in args.seeds]
-    model, tok = _load(args)
-    labels = LabelSet.for_task(setup.task, tok)
-    items = [prompt_item(setup.task, tok, labels, ep, t, stopword_variant=args.stopword_variant)
-             for ep in episodes for t in ep.tests]
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-
-    def keys_of(item: Any, kn: str) -> list[str]:
-        return [f"{kn}|{s}|L{layer}|H{h}|{c}" for s in scopes for layer in range(n_layers)
-                for h in range(n_heads) for c in key_groups(item, args.count)]
-
-    expected = {(str(it.meta["seed"]), it.example_id, c) for it in items for kn in kos
-                for c in keys_of(it, kn)}
-    store = _open(out, attention_columns(), setup, expected, model)
-    try:
-        for kn, ko in kos.items():
-            todo = [it for it in items if not all(store.is_done(it.meta["seed"], it.example_id, c)
-                                                  for c in keys_of(it, kn))]
-            for s in range(0, len(todo), args.batch_size):
-                chunk = todo[s:s + args.batch_size]
-                df = attention_mass(model, tok, chunk, scopes=scopes, count=args.count,
-                                    batch_size=args.batch_size, knockout=ko)
-                df["knockout"] = kn
-                df["condition"] = (df["knockout"] + "|" + df["scope"] + "|L"
-                                   + df["layer"].astype(str) + "|H" + df["head"].astype(str)
-                                   + "|" + df["category"])
-                df["model"], df["task"], df["k"] = args.model, setup.task.name, args.k
-                store.append(df[attention_columns()].to_dict("records"))
-                if not args.no_progress:
-                    _LOG(f"attention {kn}: {min(s + args.batch_size, len(todo))}/{len(todo)} "
-                         "examples")
-    except BaseException:
-        store.discard_if_empty()
-        raise
-    finally:
-        store.close()
-    df = store.read()
-    print(_attention_summary(df, setup))
-    if args.figure:
-        from ..plotting.aggregation import mass_heatmap
-        from ..plotting.base import save_figure
-
-        paths = save_figure(mass_heatmap(df, title=f"{args.model}, {setup.task.name}: "
-                                         "attention of the test example"), args.figure)
-        print(f"figure: {', '.join(str(x) for x in paths)}")
-    print(f"rows: {out}")
-    return 0
-
-
-def _attention_summary(df: pd.DataFrame, setup: _Setup) -> str:
+def _attention_summary(df: pd.DataFrame) -> str:
     """Layer × category mass (mean over heads and examples), per knockout and scope."""
-    from ..experiments.runner import data_note
-
-    parts = [f"attention mass ({data_note(setup.data, setup.identity['model'], setup.identity['seeds'], setup.identity['n_test'])}):"]  # noqa: E501
+    parts = [f"attention mass ({df.attrs.get('data')}):"]
     for (kn, scope), g in df.groupby(["knockout", "scope"], sort=False):
         t = g.pivot_table(index="layer", columns="category", values="mass", aggfunc="mean",
                           sort=False)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
+
+from .notes import note
 
 __all__ = ["cmd_reproduce", "cmd_report"]
 
@@ -31,16 +32,16 @@ def _command(argv: list[str]) -> str:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ..experiments.reproduce import parse_tables, reproduce
+    from ..reproduce import parse_tables, reproduce
 
     tables = parse_tables(args.tables)
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    tasks = args.tasks  # None (not given): the paper's six; "" or "," is an error
     command = _command(args.argv or [])
     out = reproduce(tables, model=args.model, tasks=tasks, budget=args.budget,
                     out_dir=args.out_dir, scoring=args.scoring, paper_model=args.paper_model,
                     batch_size=args.batch_size, device=args.device, dtype=args.dtype,
                     data_source=args.data_source, progress=not args.no_progress,
-                    log=lambda s: print(s, file=sys.stderr), command=command.strip())
+                    log=note, command=command.strip())
     report = (out / "report.md").read_text(encoding="utf-8")
     print(report.split("## Provenance")[0].rstrip())
     print(f"\nresults folder: {out} (report.md, report.html, tables/, tidy/, runs/)")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .notes import note
+
 __all__ = ["cmd_variants"]
 
 
@@ -52,7 +54,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
                          tables=_tables(args.tables),
                          numbers=tuple(args.numbers) if args.numbers else (1, 2, 3, 4, 5),
                          conditions=conditions)
-    df = run_variants(cfg, out=out, progress=not args.no_progress)
+    df = run_variants(cfg, out=out, progress=not args.no_progress, log=note)
     metrics = ["correct", "label_correct"] if args.scoring == "generate" else ["label_correct"]
     for metric in metrics:
         if cfg.tables:

@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..ablation.condition import Condition, Options, fingerprint_sha256
+from ..ablation.conditions import REGISTRY
 from ..engine.scoring import ENGINES, SCORINGS
 from ..tasks import STOPWORD_VARIANTS
 
@@ -86,6 +88,8 @@ class RunConfig:
 
     #: The experiment's name in the identity (``ablate --level``).
     level: ClassVar[str] = "representation"
+    #: The registry namespace of the config's ``conditions`` (``None``: it has none).
+    namespace: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         check_common(self)
@@ -101,4 +105,50 @@ class RunConfig:
         if self.shard is not None:  # the shards of one run share chunk_examples (their units)
             d["shard"] = self.shard
             d["shard_unit_examples"] = self.chunk_examples
+        if self.namespace is not None:  # what each condition does, not only its name
+            d["conditions_sha256"] = fingerprint_sha256(self.condition_objects(),
+                                                        self.options())
         return d
+
+    def options(self) -> Options:
+        """The run options that shape its conditions' effects."""
+        return Options()
+
+    def condition_names(self) -> list[str]:
+        """The ``condition`` value of every row a test example gets."""
+        return list(getattr(self, "conditions"))
+
+    def condition_objects(self) -> list[Condition]:
+        """The registered conditions of ``self.conditions`` (in the config's namespace)."""
+        if self.namespace is None:
+            raise ValueError(f"{type(self).__name__} has no registered conditions.")
+        return REGISTRY.conditions(getattr(self, "conditions"), self.namespace)
+
+    def build_items(self, ctx: Any, episode: Any) -> list[Any]:
+        """The items of one episode (chunk): one per test example and condition, in that order
+        (:func:`~icl_tokens.experiments.items.condition_items`)."""
+        from .items import condition_items
+
+        return condition_items(ctx.task, ctx.tokenizer, ctx.labels, episode,
+                               self.condition_objects(), self.options(),
+                               stopword_variant=self.stopword_variant)
+
+    def extra_columns(self) -> tuple[str, ...]:
+        """Columns the rows add beyond the common ones (from each item's ``meta``)."""
+        return ()
+
+    def check_model(self, model: Any) -> None:
+        """Checks against the loaded model, run before any output exists (none by default)."""
+
+    def prepare(self) -> None:
+        """Checks that need the task or data files, run before any output exists."""
+
+    def sidecar_meta(self) -> dict[str, Any]:
+        """Extra provenance for the results file's sidecar."""
+        return {}
+
+    def parse_conditions(self) -> None:
+        """``self.conditions`` → canonical registered names (``all`` expanded), validated."""
+        assert self.namespace is not None
+        self.conditions = tuple(REGISTRY.parse(list(getattr(self, "conditions")),
+                                               self.namespace))

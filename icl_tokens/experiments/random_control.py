@@ -1,4 +1,4 @@
-"""The count-matched random control (issue 8 point 5): is "TEMP matters more than CONT" a
+"""The count-matched random control: is "TEMP matters more than CONT" a
 token-count artefact?
 
 For every category condition of the representation level, the control hides as many
@@ -10,8 +10,8 @@ examples, so one draw hides the same positions for all of them) from a generator
 ``matched`` (the condition), ``draw`` and ``n_hidden`` (positions hidden).
 
     >>> cfg = RandomControlConfig(conditions=("+template", "icl-content"), draws=3)
-    >>> control_names(cfg.conditions, cfg.draws)[:2]
-    ['rand(+template)#0', 'rand(+template)#1']
+    >>> control_names(cfg.conditions, cfg.draws)[:3]
+    ['+template', 'rand(+template)#0', 'rand(+template)#1']
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,8 +30,8 @@ from ..ablation.selection import KINDS, Sel, key_rule
 from ..engine.items import Item
 from ..episodes import Episode
 from .config import RunConfig
-from .representation import prompt_item
-from .runner import RunContext, run_experiment
+from .items import prompt_item
+from .runner import RunContext, run_config
 
 __all__ = ["RandomControlConfig", "run_random_control", "control_names", "matched_positions",
            "hideable", "CONTROL_COLUMNS", "control_table"]
@@ -87,6 +86,16 @@ class RandomControlConfig(RunConfig):
         if self.k < 1:
             raise ValueError("the random control needs demonstrations: use k >= 1.")
 
+    def condition_names(self) -> list[str]:
+        return control_names(self.conditions, self.draws)
+
+    def build_items(self, ctx: RunContext, episode: Episode) -> list[Item]:
+        """Each condition and its count-matched random draws, per test example."""
+        return _control_items(ctx, episode, self)
+
+    def extra_columns(self) -> tuple[str, ...]:
+        return CONTROL_COLUMNS
+
 
 def _control_items(ctx: RunContext, ep: Episode, cfg: RandomControlConfig) -> list[Item]:
     from ..ablation.conditions import knockout_for
@@ -113,22 +122,8 @@ def _with(it: Item, matched: str, draw: int, n: int) -> Item:
                                          "n_hidden": n})
 
 
-def run_random_control(
-    cfg: RandomControlConfig,
-    *,
-    model: Any = None,
-    tokenizer: Any = None,
-    out: str | Path | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> pd.DataFrame:
-    """Run (or resume) each condition and its count-matched random draws."""
-    def build(ctx: RunContext, ep: Episode) -> list[Item]:
-        return _control_items(ctx, ep, cfg)
-
-    return run_experiment(cfg, build, control_names(cfg.conditions, cfg.draws), model=model,
-                          tokenizer=tokenizer, out=out, progress=progress,
-                          extra_columns=CONTROL_COLUMNS, log=log)
+#: Run (or resume) each condition and its count-matched random draws (the one runner).
+run_random_control = run_config
 
 
 def control_table(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:

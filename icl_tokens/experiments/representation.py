@@ -12,31 +12,22 @@ attend to the representations of the hidden kinds of demonstration tokens. One c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import pandas as pd
-
-from ..ablation.conditions import (
-    PAPER_ORDER,
-    ZERO_SHOT,
-    knockout_for,
-    parse_conditions,
-    resolve_condition,
-)
+from ..ablation.condition import Condition, Options
+from ..ablation.conditions import PAPER_ORDER, REGISTRY, ZERO_SHOT
 from ..ablation.hooks import MODES
 from ..ablation.knockout import Knockout, check_index_list
-from ..categorize import categorize
 from ..engine.items import Item, LabelSet
 from ..episodes import Episode
-from ..prompts import build_prompt
 from ..prompts.variants import ORIGINAL, VariantTemplates, parse_template_spec, variant_templates
-from ..tasks import Example, TaskSpec, load_task
+from ..tasks import TaskSpec, load_task
 from .claims import Claim, Pattern
 from .config import RunConfig
-from .runner import RunContext, run_experiment
+from .items import condition_items
+from .runner import run_config
 
-__all__ = ["AblationConfig", "run_ablation", "representation_items", "prompt_item", "PATTERNS"]
+__all__ = ["AblationConfig", "run_ablation", "representation_items", "PATTERNS"]
 
 _R = "representation"
 #: Paper-spec §8 targets 1-2 (Tables 2 and 3), decided by :mod:`icl_tokens.analysis.verdicts`.
@@ -56,7 +47,13 @@ PATTERNS: tuple[Pattern, ...] = (
 
 @dataclass
 class AblationConfig(RunConfig):
-    """Arguments of a representation-level ablation run (everything that defines its rows)."""
+    """Arguments of a representation-level ablation run (everything that defines its rows).
+
+    ``conditions`` are names in the ``representation`` namespace of the condition registry (a
+    user's own after :func:`~icl_tokens.ablation.conditions.register_condition`).
+    """
+
+    namespace = "representation"
 
     conditions: tuple[str, ...] = tuple(PAPER_ORDER)
     #: Also hide BOS in the masked conditions (paper Appendix B: its NLTK runs accidentally hid
@@ -72,7 +69,7 @@ class AblationConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.conditions = tuple(parse_conditions(list(self.conditions)))
+        self.parse_conditions()
         parse_template_spec(self.template)  # a bad variant name or number fails here
         if self.mode not in MODES:
             raise ValueError(f"unknown knockout mode {self.mode!r}; use one of {MODES}.")
@@ -84,6 +81,12 @@ class AblationConfig(RunConfig):
                 if not value:
                     raise ValueError(f"{name} is empty; pass None for all {name}.")
                 setattr(self, name, tuple(int(v) for v in value))
+        explicit = [c.name for c in self.condition_objects() if c.knockout is not None]
+        if explicit and self.options().shapes_knockouts:
+            raise ValueError(
+                f"conditions {explicit} carry their own knockout, which hide_bos, query_scope, "
+                "layers, heads and mode do not change; drop those options or build them into "
+                "the condition's Block (layers=..., heads=...) and Knockout (mode=...).")
         masked = [c for c in self.conditions if c not in (ZERO_SHOT, "icl")]
         if self.k == 0 and masked:
             raise ValueError(
@@ -103,95 +106,61 @@ class AblationConfig(RunConfig):
         """The task under :attr:`template` (a variant missing for the task fails here)."""
         return variant_templates(load_task(self.task), self.template)
 
+    def options(self) -> Options:
+        """Options of the kind-based knockouts (``hide_bos`` touches conditions that hide some
+        kind only: Standard ICL keeps BOS visible) and the template."""
+        return Options(hide_bos=self.hide_bos, query_scope=self.query_scope, layers=self.layers,
+                       heads=self.heads, mode=self.mode,
+                       template=None if self.template == ORIGINAL else self.template)
+
     def knockout(self, condition: str) -> Knockout:
-        """The knockout of one masked condition under this config's options (``hide_bos``
-        touches masked conditions only: Standard ICL keeps BOS visible)."""
-        masked = resolve_condition(condition) != "icl"
-        return knockout_for(condition, hide_bos=self.hide_bos and masked,
-                            query_scope=self.query_scope, layers=self.layers, heads=self.heads,
-                            mode=self.mode)
+        """The knockout of one condition under this config's options (no blocks: none)."""
+        ko = REGISTRY.get(condition, self.namespace).knockout_under(self.options())
+        return ko if ko is not None else Knockout((), name=condition, mode=self.mode)
+
+    def extra_columns(self) -> tuple[str, ...]:
+        """Columns the rows add: the template spec when the prompts come from a variant."""
+        return ("template",) if self.template != ORIGINAL else ()
+
+    def prepare(self) -> None:
+        """Checks that need the task: a variant missing for it fails before any output."""
+        if self.template != ORIGINAL:
+            self.variant()
 
     def check_model(self, model: Any) -> None:
-        """Layers and heads in range for ``model`` (checked before any output exists)."""
-        check_index_list("layer", self.layers, int(model.cfg.n_layers))
-        check_index_list("head", self.heads, int(model.cfg.n_heads))
-
-
-def prompt_item(task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episode,
-                test: Example, *, demos: bool = True, stopword_variant: str = "paper",
-                condition: str = "icl", template: VariantTemplates | None = None) -> Item:
-    """The categorized prompt of one test example (with the episode's demonstrations, or
-    none: the zero-shot prompt) as an item without a knockout; ``meta`` holds seed and k (and
-    the template spec when the prompt is built from a variant ``template``)."""
-    shown = episode.demos if demos else []
-    prompt = (build_prompt(task, shown, test) if template is None
-              else template.build(shown, test))
-    tp = categorize(prompt, tokenizer, stopword_variant=stopword_variant)
-    meta: dict[str, Any] = {"seed": episode.seed, "k": episode.k}
-    if template is not None:
-        meta["template"] = template.spec
-    return Item.from_prompt(tp, labels, condition=condition, meta=meta)
+        """Layers and heads in range for ``model`` (the options' and those of every
+        condition's own blocks; checked before any output exists)."""
+        n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+        check_index_list("layer", self.layers, n_layers)
+        check_index_list("head", self.heads, n_heads)
+        for c in self.condition_objects():
+            ko = c.knockout_under(self.options())
+            for b in ko.blocks if ko is not None else ():
+                try:
+                    check_index_list("layer", b.layers, n_layers)
+                    check_index_list("head", b.heads, n_heads)
+                except ValueError as e:
+                    raise ValueError(f"condition {c.name!r}: {e}") from None
 
 
 def representation_items(
     task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episode,
     conditions: Sequence[str], knockout: Callable[[str], Knockout], *,
-    stopword_variant: str = "paper", template: VariantTemplates | None = None,
+    stopword_variant: str = "paper", template: str | None = None,
 ) -> list[Item]:
-    """One item per (test example, condition) of an episode.
+    """One item per (test example, condition) of an episode, each condition's knockout given by
+    a function (e.g. :meth:`AblationConfig.knockout`, or your own); ``zero_shot`` is the prompt
+    without demonstrations.
 
     Args:
-        knockout: Condition name → its knockout (e.g. :meth:`AblationConfig.knockout`).
-        template: Build the prompts from this variant (``labels`` in its output prefix).
+        knockout: Condition name → its knockout.
+        template: Build the prompts from this variant spec.
     """
-    items: list[Item] = []
-    for test in episode.tests:
-        icl = None
-        for cond in conditions:
-            if cond == ZERO_SHOT:
-                items.append(prompt_item(task, tokenizer, labels, episode, test, demos=False,
-                                         stopword_variant=stopword_variant, condition=cond,
-                                         template=template))
-                continue
-            if icl is None:
-                icl = prompt_item(task, tokenizer, labels, episode, test,
-                                  stopword_variant=stopword_variant, template=template)
-            ko = knockout(cond)
-            items.append(icl.with_knockout(ko if ko.blocks else None, cond))
-    return items
+    conds = [Condition(c, shots=0) if c == ZERO_SHOT else Condition(c, knockout=knockout(c))
+             for c in conditions]
+    return condition_items(task, tokenizer, labels, episode, conds, Options(template=template),
+                           stopword_variant=stopword_variant)
 
 
-def run_ablation(
-    cfg: AblationConfig,
-    *,
-    model: Any = None,
-    tokenizer: Any = None,
-    out: str | Path | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-    meta: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Run (or resume) a representation-level ablation and return its tidy rows.
-
-    Args:
-        cfg: The run's arguments.
-        model, tokenizer: A loaded bridge and its tokenizer (loaded from ``cfg.model`` if None).
-        out: CSV path; rows are appended as they are computed and a rerun resumes.
-        progress: Show a tqdm progress bar.
-        log: Where to write notes (data source, resume state); default stderr.
-        meta: Extra provenance for the sidecar.
-    """
-    variant = None if cfg.template == ORIGINAL else cfg.variant()  # fails before any output
-    variant_labels: list[LabelSet] = []  # in the variant's output prefix, computed once
-
-    def build(ctx: RunContext, ep: Episode) -> list[Item]:
-        if variant is not None and not variant_labels:
-            variant_labels.append(LabelSet.for_task(variant.task, ctx.tokenizer))
-        lab = ctx.labels if variant is None else variant_labels[0]
-        return representation_items(ctx.task, ctx.tokenizer, lab, ep, cfg.conditions,
-                                    cfg.knockout, stopword_variant=cfg.stopword_variant,
-                                    template=variant)
-
-    return run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
-                          progress=progress, meta=meta, validate_model=cfg.check_model, log=log,
-                          extra_columns=("template",) if variant is not None else ())
+#: Run (or resume) a representation-level ablation and return its tidy rows (the one runner).
+run_ablation = run_config

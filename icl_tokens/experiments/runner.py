@@ -28,10 +28,11 @@ from ..engine.scoring import BatchSize, RowResult, score_items
 from ..episodes import Episode, sample_episode
 from ..models.load import sliding_window
 from ..results import ResultsFile
+from ..results.tidy import read_rows
 from ..tasks import TaskSpec, load_task
 
-__all__ = ["RunContext", "run_experiment", "result_columns", "task_hash", "sliding_window",
-           "result_row", "data_note"]
+__all__ = ["RunContext", "run_experiment", "run_config", "result_columns", "task_hash",
+           "sliding_window", "result_row", "data_note", "run_identity", "print_note"]
 
 BASE_COLUMNS = ("model", "task", "seed", "k", "example_id", "condition", "gold", "prediction",
                 "correct", "valid", "continuation", "label_prediction", "label_correct")
@@ -105,14 +106,18 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, desc="rows", unit="row", file=sys.stderr)
 
 
-def _identity(cfg: Any, task: TaskSpec, data: TaskData, device: str) -> dict[str, Any]:
+def run_identity(cfg: Any, task: TaskSpec, data: TaskData, device: str) -> dict[str, Any]:
+    """What a resumed run must match: the config's identity, the task definition's hash, the
+    data source and the device."""
     return {**cfg.identity(), "task_sha256": task_hash(task),
             "resolved_data_source": data.source, "data_location": data.location,
             "device": device}
 
 
-def _stderr(text: str) -> None:
-    print(text, file=sys.stderr)
+def print_note(text: str) -> None:
+    """The default ``log``: one line of ordinary output (stdout), so a notebook shows a note as
+    text rather than as an error; the command line passes a ``log`` that writes to stderr."""
+    print(text, file=sys.stdout, flush=True)
 
 
 def model_for(cfg: Any, model: Any = None, tokenizer: Any = None) -> tuple[Any, Any]:
@@ -156,7 +161,7 @@ def run_experiment(
         model, tokenizer: A loaded bridge and its tokenizer (loaded from ``cfg.model`` if None).
         out: CSV path; rows are appended as they are computed and a rerun resumes.
         progress: Show a tqdm progress bar.
-        log: Where notes go (data source, resume state); ``None``: stderr.
+        log: Where notes go (data source, resume state); ``None``: :func:`print_note` (stdout).
         meta: Extra provenance for the sidecar.
         extra_columns: Columns taken from ``item.meta`` (e.g. removed-token counts).
         validate_model: Extra checks against the loaded model (e.g. layers/heads in range),
@@ -166,7 +171,7 @@ def run_experiment(
     from ..models import check_device, library_versions, model_info
 
     if log is None:
-        log = _stderr
+        log = print_note
     task = load_task(cfg.task)
     data = load_task_data(task, source=cfg.data_source)
     log(f"data: {data.source} ({data.location}); {data.notes}")
@@ -184,7 +189,7 @@ def run_experiment(
         device = str(next(model.parameters()).device)
     else:
         device = check_device(cfg.device)
-    identity = _identity(cfg, task, data, device)
+    identity = run_identity(cfg, task, data, device)
     sidecar_meta = {**(meta or {}), "versions": library_versions(),
                     "config": dataclasses.asdict(cfg),
                     **({"shard_plan": shard_plan} if shard_plan is not None else {})}
@@ -196,7 +201,7 @@ def run_experiment(
         if expected <= store.done:
             log(f"{store.path}: complete ({len(store.done)} rows); nothing to do")
             store.close()
-            df = _read_rows(out, columns)
+            df = read_rows(out)
             df.attrs["data"] = data_note(data, cfg.model, cfg.seeds, cfg.n_test)
             return df
     try:
@@ -211,6 +216,9 @@ def run_experiment(
                 log(f"{store.path}: resuming, {len(store.done)} of {len(expected)} rows done")
         rows = _score_all(cfg, task, data, episodes, conditions, model, tokenizer, build_items,
                           store, progress, log, extra_columns, len(expected))
+        if store is not None:  # a resumed or repaired file: the rows of an uninterrupted run
+            store.canonicalize([(e.seed, t.id, c) for e in episodes for t in e.tests
+                                for c in conditions])
     except BaseException:
         if store is not None:
             store.discard_if_empty()
@@ -218,15 +226,27 @@ def run_experiment(
     finally:
         if store is not None:
             store.close()
-    df = _read_rows(out, columns) if out is not None else pd.DataFrame(rows, columns=columns)
+    df = read_rows(out) if out is not None else pd.DataFrame(rows, columns=columns)
     df.attrs["data"] = data_note(data, cfg.model, cfg.seeds, cfg.n_test)
     return df
 
 
-def _read_rows(out: str | Path, columns: list[str]) -> pd.DataFrame:
-    return pd.read_csv(out, dtype={"example_id": str, "gold": str, "prediction": str,
-                                   "label_prediction": str, "continuation": str},
-                       keep_default_na=False)
+def run_config(cfg: Any, *, model: Any = None, tokenizer: Any = None,
+               out: str | Path | None = None, progress: bool = True,
+               log: Callable[[str], None] | None = None, meta: dict[str, Any] | None = None
+               ) -> pd.DataFrame:
+    """Run (or resume) the experiment a config declares and return its tidy rows.
+
+    The config supplies everything: its conditions (``cfg.conditions``), how an episode becomes
+    items (``cfg.build_items``), the columns its rows add (``cfg.extra_columns()``), checks
+    before any output (``cfg.prepare()``, ``cfg.check_model``) and sidecar provenance
+    (``cfg.sidecar_meta()``). Arguments as in :func:`run_experiment`.
+    """
+    cfg.prepare()
+    return run_experiment(cfg, cfg.build_items, cfg.condition_names(), model=model,
+                          tokenizer=tokenizer, out=out, progress=progress, log=log,
+                          meta={**(meta or {}), **cfg.sidecar_meta()},
+                          extra_columns=cfg.extra_columns(), validate_model=cfg.check_model)
 
 
 def _score_all(cfg: Any, task: TaskSpec, data: TaskData, episodes: list[Episode],

@@ -1,7 +1,7 @@
 """Token-level ablation (paper §4.2.2, Table 4; paper-spec E4).
 
 Where the representation-level ablation hides a kind's *representations* from the test example,
-this removes the kind's *tokens* from the prompt (:mod:`icl_tokens.prompts.removal`). Each
+this removes the kind's *tokens* from the prompt (:mod:`icl_tokens.ablation.removal`). Each
 condition is the ICL item with positions dropped; its prefix shrinks accordingly, so the cached
 engine computes one prefix per condition and seed. Rows add ``removed_template``,
 ``removed_stopword``, ``removed_content`` (tokens dropped, per kind) and ``scope`` (``all`` or
@@ -16,19 +16,18 @@ engine computes one prefix per condition and seed. Rows add ``removed_template``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-import pandas as pd
-
+from ..ablation.condition import Options
+from ..ablation.conditions import REGISTRY
+from ..ablation.removal import SCOPES, TokenRemoval
 from ..engine.items import Item, LabelSet
 from ..episodes import Episode
-from ..prompts.removal import SCOPES, TOKEN_CONDITIONS, TokenRemoval, parse_token_condition
 from ..tasks import TaskSpec
 from .claims import Claim, Pattern
 from .config import RunConfig
-from .representation import prompt_item
-from .runner import RunContext, run_experiment
+from .items import prompt_item
+from .runner import run_config
 
 __all__ = ["TokenAblationConfig", "token_items", "run_token_ablation", "REMOVAL_COLUMNS",
            "TOKEN_COLUMNS", "TABLE4_ROWS", "PATTERNS"]
@@ -37,7 +36,8 @@ REMOVAL_COLUMNS = ("removed_template", "removed_stopword", "removed_content")
 #: The columns a token-level row adds: the removed counts and the scope.
 TOKEN_COLUMNS = REMOVAL_COLUMNS + ("scope",)
 #: Our token-level condition → the row of paper Table 4 (−TEMP is not printed: 0 everywhere).
-TABLE4_ROWS = {"icl": "Standard ICL", "icl-content": "− CONT", "icl-stopword": "− STOP"}
+TABLE4_ROWS = {c.name: c.label for c in REGISTRY.conditions(REGISTRY.defaults("token"), "token")
+               if c.table == 4}
 
 _T, _R = "token", "representation"
 #: Paper-spec §8 targets 3-4 (Table 4, against Table 3), decided by
@@ -61,28 +61,33 @@ class TokenAblationConfig(RunConfig):
     """Arguments of a token-level ablation run."""
 
     level = "token"
+    namespace = "token"
 
-    conditions: tuple[str, ...] = tuple(TOKEN_CONDITIONS)
+    conditions: tuple[str, ...] = ("all",)
     scope: str = "all"
     restore_in_demos: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        conds = [parse_token_condition(c) for c in self.conditions]
-        self.conditions = tuple(dict.fromkeys(conds))
-        if not self.conditions:
-            raise ValueError("no token-level conditions given.")
+        self.parse_conditions()
         if self.scope not in SCOPES:
             raise ValueError(f"unknown scope {self.scope!r}; use one of {SCOPES}.")
-        if self.restore_in_demos and not any(TOKEN_CONDITIONS[c][1] for c in self.conditions):
+        conds = self.condition_objects()
+        if self.restore_in_demos and not any(c.keep_last for c in conds):
             raise ValueError("restore_in_demos applies to icl-template+last, which is not among "
                              f"the conditions {list(self.conditions)}.")
-        if self.k == 0 and any(c != "icl" for c in self.conditions):
+        if self.k == 0 and any(c.removal for c in conds):
             raise ValueError("k=0 leaves no demonstrations; token-level removal needs k >= 1.")
 
+    def options(self) -> Options:
+        return Options(scope=self.scope, restore_in_demos=self.restore_in_demos)
+
     def removal(self, condition: str) -> TokenRemoval:
-        restore = self.restore_in_demos and TOKEN_CONDITIONS[condition][1]
+        restore = self.restore_in_demos and REGISTRY.get(condition, "token").keep_last
         return TokenRemoval(condition, scope=self.scope, restore_in_demos=restore)
+
+    def extra_columns(self) -> tuple[str, ...]:
+        return TOKEN_COLUMNS
 
 
 def token_items(task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episode,
@@ -97,17 +102,5 @@ def token_items(task: TaskSpec, tokenizer: Any, labels: LabelSet, episode: Episo
     return items
 
 
-def run_token_ablation(
-    cfg: TokenAblationConfig, *, model: Any = None, tokenizer: Any = None,
-    out: str | Path | None = None, progress: bool = True,
-    log: Callable[[str], None] | None = None, meta: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Run (or resume) a token-level ablation and return its tidy rows (see the module doc)."""
-    removals = [cfg.removal(c) for c in cfg.conditions]
-
-    def build(ctx: RunContext, ep: Episode) -> list[Item]:
-        return token_items(ctx.task, ctx.tokenizer, ctx.labels, ep, removals,
-                           stopword_variant=cfg.stopword_variant)
-
-    return run_experiment(cfg, build, cfg.conditions, model=model, tokenizer=tokenizer, out=out,
-                          progress=progress, meta=meta, extra_columns=TOKEN_COLUMNS, log=log)
+#: Run (or resume) a token-level ablation and return its tidy rows (the one runner).
+run_token_ablation = run_config

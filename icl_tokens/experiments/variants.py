@@ -33,21 +33,16 @@ repeat strings (paper-spec §10 #19).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-import pandas as pd
-
-from ..ablation.conditions import ZERO_SHOT, knockout_for, parse_conditions
-from ..ablation.knockout import Block, Knockout
-from ..ablation.selection import Sel
-from ..engine.items import Item, LabelSet
+from ..ablation.condition import Condition
+from ..ablation.conditions import COLON_ONLY, REGISTRY, parse_conditions
+from ..ablation.knockout import Knockout
+from ..engine.items import Item
 from ..episodes import Episode
 from ..prompts.variants import (
     ORIGINAL,
-    VariantTemplates,
     load_variants,
     template_specs,
     variant_templates,
@@ -55,16 +50,12 @@ from ..prompts.variants import (
 from ..tasks import load_task
 from .claims import Claim, Pattern
 from .config import RunConfig
-from .representation import prompt_item
-from .runner import RunContext, run_experiment
+from .items import condition_items
+from .runner import RunContext, run_config
 
 __all__ = ["Cell", "Setting", "VariantsConfig", "SETTINGS", "TABLES", "COLON_ONLY",
-           "VARIANT_COLUMNS", "colon_knockout", "variant_items", "run_variants",
-           "setting_accuracy", "variant_table", "per_template_table", "paper_variant_table",
-           "variant_pattern_checks", "PATTERNS", "setting_rows"]
+           "VARIANT_COLUMNS", "colon_knockout", "variant_items", "run_variants", "PATTERNS"]
 
-#: Table 10's "Zero-shot + ':'": only the template colons and the label words visible.
-COLON_ONLY = "+colon"
 #: Columns the rows add (from the item's meta).
 VARIANT_COLUMNS = ("template", "base_condition")
 #: The paper's tables of this experiment.
@@ -123,19 +114,30 @@ class Cell:
     def name(self) -> str:
         return f"{self.template}|{self.condition}" + (f"|k={ONE_SHOT}" if self.one_shot else "")
 
+    @classmethod
+    def from_name(cls, name: str) -> "Cell":
+        """The cell a row's ``condition`` names (the inverse of :attr:`name`)."""
+        parts = str(name).split("|")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != f"k={ONE_SHOT}"):
+            raise ValueError(f"{name!r} is not a template-variant cell "
+                             "('<template>|<condition>[|k=1]').")
+        return cls(parts[0], parts[1], len(parts) == 3)
+
+    def as_condition(self) -> Condition:
+        """The cell as a condition: its base condition's knockout (or zero-shot prompt) on the
+        cell's template, with one demonstration for Table 10; rows carry ``base_condition``."""
+        base = REGISTRY.get(self.condition)
+        shots = ONE_SHOT if self.one_shot else base.shots
+        return base.with_name(self.name, template=self.template, shots=shots,
+                              meta=(("base_condition", self.condition),))
+
 
 def colon_knockout() -> Knockout:
     """Table 10's "Zero-shot + ':'": the test example (and every generated token) sees, of the
     demonstrations, only the template colons and the label words (newlines hidden)."""
-    visible = Sel.role("demo_*.t_in.colon", "demo_*.t_out.colon") | Sel.category("label")
-    return Knockout((Block(Sel.test(), Sel.part("demo") & ~visible),), name=COLON_ONLY)
-
-
-def _knockout(condition: str) -> Knockout | None:
-    if condition == COLON_ONLY:
-        return colon_knockout()
-    ko = knockout_for(condition)
-    return ko if ko.blocks else None
+    ko = REGISTRY.get(COLON_ONLY).knockout
+    assert ko is not None
+    return ko
 
 
 def _specs(variant: str, numbers: Sequence[int]) -> list[str]:
@@ -158,6 +160,7 @@ class VariantsConfig(RunConfig):
     """
 
     level = "variants"
+    namespace = "representation"
 
     tables: tuple[int, ...] = TABLES
     numbers: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -204,186 +207,35 @@ class VariantsConfig(RunConfig):
         """The template specs the cells use."""
         return list(dict.fromkeys(c.template for c in self.cells()))
 
+    def condition_names(self) -> list[str]:
+        return [c.name for c in self.cells()]
 
-def variant_items(ctx: RunContext, episode: Episode, cells: Sequence[Cell],
-                  templates: dict[str, VariantTemplates], labels: dict[str, LabelSet], *,
+    def condition_objects(self) -> list[Condition]:
+        return [c.as_condition() for c in self.cells()]
+
+    def extra_columns(self) -> tuple[str, ...]:
+        return VARIANT_COLUMNS
+
+    def prepare(self) -> None:
+        """Every template applied to the task (enough rows for its demonstrations)."""
+        task = load_task(self.task)
+        for c in self.cells():
+            variant_templates(task, c.template).demo_tasks(ONE_SHOT if c.one_shot else self.k)
+
+    def sidecar_meta(self) -> dict[str, Any]:
+        task = load_task(self.task)
+        return {"templates_sha256": {s: variant_templates(task, s).sha256()
+                                     for s in self.templates()}}
+
+
+def variant_items(ctx: RunContext, episode: Episode, cells: Sequence[Cell], *,
                   stopword_variant: str = "paper") -> list[Item]:
     """One item per (test example, cell); a template's items share its demonstration prefix
     (one prefix per seed, template and number of demonstrations)."""
-    items: list[Item] = []
-    one = dataclasses.replace(episode, k=ONE_SHOT, demos=episode.demos[:ONE_SHOT])
-    for test in episode.tests:
-        base: dict[tuple[str, bool], Item] = {}
-        for cell in cells:
-            vt, lab = templates[cell.template], labels[cell.template]
-            ep = one if cell.one_shot else episode
-            if cell.condition == ZERO_SHOT:
-                it = prompt_item(ctx.task, ctx.tokenizer, lab, ep, test, demos=False,
-                                 stopword_variant=stopword_variant, template=vt)
-            else:
-                key = (cell.template, cell.one_shot)
-                if key not in base:
-                    base[key] = prompt_item(ctx.task, ctx.tokenizer, lab, ep, test,
-                                            stopword_variant=stopword_variant, template=vt)
-                it = base[key]
-            it = it.with_knockout(None if cell.condition == ZERO_SHOT
-                                  else _knockout(cell.condition), cell.name)
-            items.append(dataclasses.replace(
-                it, meta={**it.meta, "base_condition": cell.condition}))
-    return items
+    return condition_items(ctx.task, ctx.tokenizer, ctx.labels, episode,
+                           [c.as_condition() for c in cells], stopword_variant=stopword_variant)
 
 
-def run_variants(
-    cfg: VariantsConfig, *, model: Any = None, tokenizer: Any = None,
-    out: str | Path | None = None, progress: bool = True,
-    log: Callable[[str], None] | None = None, meta: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Run (or resume) the template-variant cells and return their tidy rows.
-
-    Every template is applied to the task before any output is created, so a variant missing
-    for the task (or a randomnonfixed template with fewer rows than ``k``) fails first.
-    """
-    task = load_task(cfg.task)
-    cells = cfg.cells()
-    templates = {spec: variant_templates(task, spec) for spec in cfg.templates()}
-    for c in cells:
-        templates[c.template].demo_tasks(ONE_SHOT if c.one_shot else cfg.k)
-    labels: dict[str, LabelSet] = {}
-
-    def build(ctx: RunContext, ep: Episode) -> list[Item]:
-        if not labels:
-            labels.update({s: LabelSet.for_task(vt.task, ctx.tokenizer)
-                           for s, vt in templates.items()})
-        return variant_items(ctx, ep, cells, templates, labels,
-                             stopword_variant=cfg.stopword_variant)
-
-    sidecar = {**(meta or {}), "templates_sha256": {s: vt.sha256()
-                                                    for s, vt in templates.items()}}
-    return run_experiment(cfg, build, [c.name for c in cells], model=model, tokenizer=tokenizer,
-                          out=out, progress=progress, meta=sidecar,
-                          extra_columns=VARIANT_COLUMNS, log=log)
-
-
-# ------------------------------------------------------------------------------ tables
-def _parse_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows with ``variant``, ``number`` and ``one_shot`` parsed from the cell names."""
-    out = df.copy()
-    spec = out["template"].astype(str)
-    out["variant"] = spec.str.split(":").str[0]
-    out["number"] = spec.map(lambda s: int(s.split(":")[1]) if ":" in s else 1)
-    out["one_shot"] = out["condition"].astype(str).str.endswith(f"|k={ONE_SHOT}")
-    return out
-
-
-def setting_rows(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:
-    """One row per (model, task, seed, example, setting) of every table present: ``condition``
-    is ``"<table>:<setting>"`` and ``metric`` the mean over the setting's templates (a 0/1
-    column becomes a share). The cells of :data:`PATTERNS`."""
-    rows = _parse_rows(df)
-    parts = []
-    for s in SETTINGS:
-        sel = rows[(rows["variant"] == s.variant) & (rows["base_condition"] == s.condition)
-                   & (rows["one_shot"] == s.one_shot)]
-        if sel.empty:
-            continue
-        g = sel.groupby(["model", "task", "seed", "example_id"], sort=False)[metric].mean()
-        part = g.reset_index()
-        part.insert(4, "condition", f"{s.table}:{s.label}")
-        parts.append(part)
-    if not parts:
-        raise ValueError("no rows of Tables 8-10 in these results.")
-    return pd.concat(parts, ignore_index=True)
-
-
-def setting_accuracy(df: pd.DataFrame, table: int, metric: str = "correct") -> pd.DataFrame:
-    """Accuracy (%) per (model, task, setting, template number, seed) of one table.
-
-    Returns columns ``model, task, setting, number, seed, accuracy, n`` (``setting`` as the paper
-    prints it); settings with no rows are absent.
-    """
-    rows = _parse_rows(df)
-    parts = []
-    for s in (s for s in SETTINGS if s.table == table):
-        sel = rows[(rows["variant"] == s.variant) & (rows["base_condition"] == s.condition)
-                   & (rows["one_shot"] == s.one_shot)]
-        if sel.empty:
-            continue
-        g = sel.groupby(["model", "task", "number", "seed"], sort=False)[metric]
-        acc = g.mean().mul(100).rename("accuracy").reset_index()
-        acc["n"] = g.size().values
-        acc.insert(2, "setting", s.label)
-        parts.append(acc)
-    if not parts:
-        raise ValueError(f"no rows of Table {table} in these results; run it with tables "
-                         f"including {table}.")
-    return pd.concat(parts, ignore_index=True)
-
-
-def variant_table(df: pd.DataFrame, table: int, metric: str = "correct") -> pd.DataFrame:
-    """Mean and std of accuracy over templates × seeds per (model, task, setting).
-
-    The layout of :func:`icl_tokens.analysis.tables.accuracy_table` (the setting is in
-    ``condition``), so :func:`~icl_tokens.analysis.tables.format_accuracy_table` prints it.
-    """
-    acc = setting_accuracy(df, table, metric)
-    g = acc.groupby(["model", "task", "setting"], sort=False)["accuracy"]
-    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0),
-                        "n_seeds": g.size()}).reset_index()
-    return out.rename(columns={"setting": "condition"})
-
-
-def per_template_table(df: pd.DataFrame, table: int, metric: str = "correct") -> pd.DataFrame:
-    """Accuracy (%) per template: rows (setting, template number), columns tasks; the mean over
-    seeds (one model)."""
-    acc = setting_accuracy(df, table, metric)
-    wide = (acc.groupby(["setting", "number", "task"], sort=False)["accuracy"].mean()
-            .unstack("task"))
-    order = [s.label for s in SETTINGS if s.table == table]
-    wide = wide.reindex(sorted(wide.index, key=lambda i: (order.index(i[0]), i[1])))
-    return wide.reindex(columns=list(dict.fromkeys(acc["task"])))
-
-
-def paper_variant_table(table: int, model: str = "Llama-7B",
-                        tasks: Sequence[str] | None = None) -> pd.DataFrame:
-    """The paper's Table 8, 9 or 10 for one model: settings × tasks."""
-    from ..reference import PAPER_TASK_ORDER, paper_values
-
-    if table not in TABLES:
-        raise ValueError(f"Table {table} is not a variant table; choose from {list(TABLES)}.")
-    vals = paper_values(table, model)
-    wide = vals.pivot(index="setting", columns="task", values="value")
-    order = [s.label for s in SETTINGS if s.table == table]
-    return wide.reindex(index=order, columns=list(tasks or PAPER_TASK_ORDER))
-
-
-def _avg(means: pd.DataFrame | pd.Series, label: str) -> float:
-    return float(means.loc[label].mean()) if label in means.index else float("nan")
-
-
-def variant_pattern_checks(tables: dict[int, pd.DataFrame]) -> dict[str, str]:
-    """Paper-spec §8 targets 6 and 7 on point values (e.g. the paper's printed tables, which
-    have no rows to test), from the one declaration of each (:data:`PATTERNS`); our rows get a
-    three-state verdict with an interval: :func:`icl_tokens.analysis.verdicts.verdicts`.
-
-    Args:
-        tables: Table number → settings × tasks means (ours: the ``mean`` of
-            :func:`variant_table` pivoted; the paper's: :func:`paper_variant_table`). Each check
-            compares the averages over the tasks present; a check whose table is absent is left
-            out.
-    """
-    def mean_of(_: str, cell: str) -> float | None:
-        table, label = cell.split(":", 1)
-        t = tables.get(int(table))
-        return _avg(t, label) if t is not None and label in t.index else None
-
-    out = {p.title: p.point_check(mean_of) for p in PATTERNS}
-    return {k: v for k, v in out.items() if v}
-
-
-def _complete(df: pd.DataFrame, table: int) -> bool:
-    """Whether the rows hold every setting of ``table``."""
-    try:
-        have = set(setting_accuracy(df, table)["setting"])
-    except ValueError:
-        return False
-    return have == {s.label for s in SETTINGS if s.table == table}
+#: Run (or resume) the template-variant cells and return their tidy rows (the one runner;
+#: every template is applied to the task before any output is created).
+run_variants = run_config

@@ -6,21 +6,26 @@
   change; no widgets);
 * :mod:`~icl_tokens.explore.static`: :func:`update_view`, :func:`static_view` (self-contained
   HTML, no kernel);
+* :mod:`~icl_tokens.explore.pattern`: :func:`pattern_view` (one head's attention pattern of the
+  test example, token x token, as SVG);
 * :mod:`~icl_tokens.explore.widget`: :class:`Explorer` (ipywidgets; imported only by
   :func:`explore`).
 
     from icl_tokens import explore, load_model, load_tokenizer
     ex = explore(load_model(), load_tokenizer(), task="sst2", seed=0, k=4, example=0)
     ex                                   # the widget, in Jupyter
+    explore("gemma-3-270m", task="sst2")  # or a model name: loaded without progress bars
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from .code import knockout_source, sel_source
+from .code import knockout_source
+from .pattern import MEAN_HEADS, pattern_view
 from .selection import EXTRA_CATEGORIES, QUERY_SCOPES, Selection
 from .state import ExplorerState, TokenInfo, Update, token_infos
 from .static import save_view, static_view, update_view
@@ -28,21 +33,46 @@ from .static import save_view, static_view, update_view
 if TYPE_CHECKING:
     from .widget import Explorer
 
-__all__ = ["EXTRA_CATEGORIES", "ExplorerState", "QUERY_SCOPES", "Selection", "TokenInfo",
-           "Update", "explore", "knockout_source", "save_view", "sel_source", "static_view",
-           "token_infos", "update_view"]
+__all__ = ["EXTRA_CATEGORIES", "ExplorerState", "MEAN_HEADS", "QUERY_SCOPES", "Selection",
+           "TokenInfo", "Update", "explore", "knockout_source", "load_quietly", "pattern_view",
+           "save_view", "static_view", "token_infos", "update_view"]
 
 
-def explore(model: Any, tokenizer: Any, task: Any = "sst2", *, seed: int = 0, k: int = 4,
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Transformers' progress bars off (a "Loading weights" bar would sit in the app)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def load_quietly(name: str) -> tuple[Any, Any]:
+    """``(load_model(name), load_tokenizer(name))`` without progress bars (for an app)."""
+    from ..models import load_model, load_tokenizer
+
+    with _no_progress_bars():
+        return load_model(name), load_tokenizer(name)
+
+
+def explore(model: Any, tokenizer: Any = None, task: Any = "sst2", *, seed: int = 0, k: int = 4,
             example: int = 0, demos: Any = None, test: Any = None, state: Any = None,
             scoring: str = "generate") -> "Explorer":
     """The knockout explorer widget for one prompt.
 
     Args:
-        model, tokenizer: A ``TransformerBridge`` and its HF fast tokenizer.
+        model, tokenizer: A loaded model and its tokenizer (``icl_tokens.load_model()``,
+            ``icl_tokens.load_tokenizer()``), or a model name (or folder) and no tokenizer: both
+            are loaded by :func:`load_quietly`; anything else is a TypeError.
         task: A task name or :class:`~icl_tokens.tasks.TaskSpec`.
         seed, k, example: The episode (seed's ``k`` demonstrations) and which test example of
-            the fixed evaluation subset, as in the experiments.
+            the fixed evaluation subset (0-based; out of range is a ValueError naming the size),
+            as in the experiments.
         demos, test: Instead of an episode, your own :class:`~icl_tokens.tasks.Example` s.
         state: An :class:`ExplorerState` to show (overrides the rest).
         scoring: ``"generate"`` (the prediction is the first generated word) or ``"label"``.
@@ -52,6 +82,11 @@ def explore(model: Any, tokenizer: Any, task: Any = "sst2", *, seed: int = 0, k:
     """
     from .widget import Explorer
 
+    if isinstance(model, str):
+        if tokenizer is not None:
+            raise TypeError("give a model name alone (its tokenizer is loaded with it), or a "
+                            "loaded model and its tokenizer.")
+        model, tokenizer = load_quietly(model)
     if state is None:
         if (demos is None) != (test is None):
             raise ValueError("give both demos and test (your own examples), or neither (an "

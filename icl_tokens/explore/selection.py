@@ -13,6 +13,9 @@ knockout can be written by hand (:func:`~icl_tokens.explore.code.knockout_source
     >>> Selection(demos=(1,), layers=(0, 1)).knockout().blocks[0].describe()
     '(part(test) | generated()) -/-> demo(1) (layers [0, 1])'
 
+``demos`` are **0-based** demonstration indices, as in :meth:`~icl_tokens.ablation.Sel.demo`:
+``demos=(1,)`` hides the second demonstration, whose roles are ``demo_2.*``.
+
 Rules: the hidden kinds follow the paper's key rule (a newline stays visible while template or
 stopword is); ``label``, ``instruction`` and ``bos`` are hidden outright when chosen; the test
 example's own tokens are never keys (a token of the test example in ``tokens`` or matched by a
@@ -21,12 +24,12 @@ role is an error, see :meth:`Selection.knockout`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..ablation.conditions import knockout_for
 from ..ablation.knockout import Block, Knockout
-from ..ablation.selection import KINDS, Sel
+from ..ablation.selection import KINDS, Sel, check_role_pattern
 from ..aggregation.block import BLOCK_QUERIES, aggregation_knockout
 
 __all__ = ["Selection", "EXTRA_CATEGORIES", "QUERY_SCOPES", "query_sel"]
@@ -67,8 +70,11 @@ class Selection:
             paper's key rule (:func:`~icl_tokens.ablation.selection.key_rule`).
         categories: Extra categories hidden outright: any of :data:`EXTRA_CATEGORIES`
             (``bos`` uses the key rule's ``hide_bos``).
-        roles: Glob patterns of roles hidden outright, e.g. ``("demo_*.t_out.colon",)``.
-        demos: 0-based demonstrations hidden entirely.
+        roles: Glob patterns of roles hidden outright, e.g. ``("demo_*.t_out.colon",)``; a
+            pattern no role name can match is an error.
+        demos: Demonstrations hidden entirely, by **0-based** index (``0`` is the first
+            demonstration, roles ``demo_1.*``). An index beyond the prompt's demonstrations is
+            an error when the knockout is resolved on the prompt.
         tokens: Clicked prompt positions hidden.
         layers: Layers where the knockout applies (``None``: all).
         heads: Query heads where it applies (``None``: all).
@@ -105,8 +111,10 @@ class Selection:
                              f"{list(EXTRA_CATEGORIES)} (template/stopword/content go in kinds).")
         object.__setattr__(self, "kinds", kinds)
         object.__setattr__(self, "categories", cats)
-        object.__setattr__(self, "roles", tuple(dict.fromkeys(str(r) for r in self.roles if r)))
-        object.__setattr__(self, "demos", tuple(sorted({int(d) for d in self.demos})))
+        roles = tuple(dict.fromkeys(check_role_pattern(r) for r in self.roles))
+        object.__setattr__(self, "roles", roles)
+        demos = tuple(sorted(set(self.demos)))
+        object.__setattr__(self, "demos", Sel.demo(*demos).args[0] if demos else ())
         object.__setattr__(self, "tokens", tuple(sorted({int(t) for t in self.tokens})))
         object.__setattr__(self, "layers", _ints("layers", self.layers))
         object.__setattr__(self, "heads", _ints("heads", self.heads))
@@ -116,10 +124,6 @@ class Selection:
                              f"of {sorted(BLOCK_QUERIES)}.")
         if self.mode not in ("scores", "pattern"):
             raise ValueError(f"unknown knockout mode {self.mode!r}; use 'scores' or 'pattern'.")
-
-    def with_(self, **changes: object) -> "Selection":
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
 
     @property
     def hides_keys(self) -> bool:
@@ -149,13 +153,14 @@ class Selection:
 
     @property
     def name(self) -> str:
-        """A short readable name, e.g. ``hide:content+stopword|demo1|L0-4``."""
+        """A short readable name, e.g. ``hide:content+stopword|demo[1]|L0+1`` (``demo[1]``: the
+        0-based demonstration 1, roles ``demo_2.*``)."""
         bits = []
         if self.kinds:
             bits.append("hide:" + "+".join(sorted(self.kinds)))
         bits += [f"hide:{c}" for c in EXTRA_CATEGORIES if c in self.categories]
         bits += [f"role:{r}" for r in self.roles]
-        bits += [f"demo{d}" for d in self.demos]
+        bits += [f"demo[{d}]" for d in self.demos]
         if self.tokens:
             bits.append("tok:" + ",".join(str(t) for t in self.tokens))
         if self.aggregation is not None:

@@ -97,6 +97,9 @@ class Update:
             example's tokens (one row per layer, head and key group).
         token_mass: Float ``[pos]``: attention each key gets from the test example's tokens,
             averaged over layers, heads and those queries.
+        pattern: Float ``[layer, head, query, key]``: the attention pattern of the test
+            example's tokens (queries: :attr:`ExplorerState.queries`, in order) over every
+            prompt position, as the knockout left it.
         seconds: Wall time of the update.
         prefix_computed: Whether this update had to compute a prefix (a cache miss).
     """
@@ -111,6 +114,7 @@ class Update:
     gold: str
     mass: pd.DataFrame
     token_mass: Float[np.ndarray, "pos"]
+    pattern: Float[np.ndarray, "layer head query key"]
     seconds: float
     prefix_computed: bool
 
@@ -133,6 +137,18 @@ class Update:
         order = [g for g in KEY_GROUPS if g in s.index] + [g for g in s.index
                                                           if g not in KEY_GROUPS]
         return s.reindex(order)
+
+
+def _check_model(model: Any, tokenizer: Any) -> None:
+    """Raise a TypeError naming the fix when ``model`` is not a loaded model or the tokenizer is
+    missing."""
+    if not hasattr(getattr(model, "cfg", None), "n_layers"):
+        raise TypeError(f"the explorer needs a loaded model, got {type(model).__name__}; pass one "
+                        "from icl_tokens.load_model(), e.g. explore(load_model(), "
+                        "load_tokenizer(), 'sst2').")
+    if tokenizer is None:
+        raise TypeError("the explorer needs the model's tokenizer, got None; pass "
+                        "icl_tokens.load_tokenizer() (same name as the model).")
 
 
 def _record(t: Tensor, hook: Any, *, layer: int, shape: tuple[int, int],
@@ -163,6 +179,7 @@ class ExplorerState:
             raise ValueError(f"unknown scoring {scoring!r}; use one of {SCORINGS}.")
         if max_prefixes < 1:
             raise ValueError("max_prefixes must be >= 1.")
+        _check_model(model, tokenizer)
         self.model = model
         self.tokenizer = tokenizer
         self.item = item.with_knockout(None, "explore")
@@ -191,12 +208,16 @@ class ExplorerState:
         """The prompt of test example ``example`` of the task's fixed evaluation subset with
         seed ``seed``'s ``k`` demonstrations (the experiments' episodes)."""
         from ..data import load_task_data
-        from ..episodes import sample_episode
+        from ..episodes import eval_subset, sample_episode
 
+        _check_model(model, tokenizer)
         spec = load_task(task) if isinstance(task, str) else task
-        if example < 0:
-            raise ValueError(f"example must be >= 0, got {example}.")
-        ep = sample_episode(load_task_data(spec), seed, k=k, n_test=example + 1)
+        data = load_task_data(spec)
+        n = len(eval_subset(data))
+        if not 0 <= example < n:
+            raise ValueError(f"example {example} is out of range: task {spec.name!r} has {n} "
+                             f"evaluation examples; pass a 0-based example in 0..{n - 1}.")
+        ep = sample_episode(data, seed, k=k, n_test=example + 1)
         return cls.from_examples(model, tokenizer, spec, ep.demos, ep.tests[example],
                                  meta={"seed": seed, "k": k}, **kw)
 
@@ -206,6 +227,7 @@ class ExplorerState:
                       meta: dict[str, Any] | None = None, **kw: Any) -> "ExplorerState":
         """Any demonstrations and test example of a task (e.g. written by hand:
         ``Example("mine", {"text": "a fine film"}, "1")``)."""
+        _check_model(model, tokenizer)
         spec = load_task(task) if isinstance(task, str) else task
         tp = categorize(build_prompt(spec, list(demos), test), tokenizer)
         labels = LabelSet.for_task(spec, tokenizer)
@@ -283,7 +305,7 @@ class ExplorerState:
             selection=sel, knockout=ko, hidden=self.hidden_from_test(rk),
             label_logprobs=dict(row.label_scores), label_prediction=row.label_prediction,
             continuation=row.continuation, prediction=row.gen_prediction, gold=item.gold,
-            mass=mass, token_mass=qrows.mean(axis=(0, 1, 2)),
+            mass=mass, token_mass=qrows.mean(axis=(0, 1, 2)), pattern=qrows,
             seconds=time.perf_counter() - start, prefix_computed=prefix_computed)
 
     def _zero_blocked(self, rows: Tensor, rk: ResolvedKnockout, lp: int) -> Tensor:

@@ -27,8 +27,8 @@ from ..plotting.base import visible_whitespace
 from ..plotting.tokens import CATEGORY_COLORS
 from .state import ExplorerState, TokenInfo, Update
 
-__all__ = ["CATEGORY_COLORS", "color_kinds", "static_view", "update_view", "save_view",
-           "css_class"]
+__all__ = ["CATEGORY_COLORS", "category_css", "color_kinds", "static_view", "update_view",
+           "save_view", "css_class"]
 
 _UNKNOWN = "#ffffff"
 
@@ -49,14 +49,23 @@ def _color(kind: str) -> str:
     return CATEGORY_COLORS.get(kind, _UNKNOWN)
 
 
-def _rule(kinds: Sequence[str]) -> str:
+def _fill(kinds: Sequence[str], important: bool = False) -> str:
+    """CSS declarations that colour a token of ``kinds`` (stripes for several)."""
+    bang = " !important" if important else ""
+    out = f"background-color:{_color(kinds[0])}{bang}"
     if len(kinds) == 1:
-        return f".icl-view .{css_class(kinds)}{{background-color:{_color(kinds[0])}}}"
+        return out + (f";background-image:none{bang}" if important else "")
     step = 100 / len(kinds)
     stops = ", ".join(f"{_color(k)} {i * step:.0f}% {(i + 1) * step:.0f}%"
                       for i, k in enumerate(kinds))
-    return (f".icl-view .{css_class(kinds)}{{background-color:{_color(kinds[0])};"
-            f"background-image:linear-gradient(180deg, {stops})}}")
+    return out + f";background-image:linear-gradient(180deg, {stops}){bang}"
+
+
+def category_css(combos: Sequence[Sequence[str]], scope: str = ".icl-view",
+                 important: bool = False) -> str:
+    """One CSS rule per colour combination (``.{scope} .cat-...{...}``); ``important`` wins over
+    a widget library's own button colours."""
+    return "".join(f"{scope} .{css_class(k)}{{{_fill(k, important)}}}" for k in combos)
 
 
 _CSS = (
@@ -151,7 +160,7 @@ def static_view(
     mmax = float(np.nanmax(tm[scaled])) if tm is not None and scaled else 1.0
     combos = sorted({color_kinds(t.categories) for t in tokens} |
                     {(c,) for c in CATEGORY_COLORS if c != "test"})
-    css = "<style>" + _CSS + "".join(_rule(k) for k in combos) + "</style>"
+    css = "<style>" + _CSS + category_css(combos) + "</style>"
     legend = "".join(f'<span class="leg {css_class((c,))}">{html.escape(c)}</span>'
                      for c in CATEGORY_COLORS if c != "test")
     legend += '<span class="leg icl-tok test">test example (dashed)</span>'

@@ -9,12 +9,14 @@ downloads Chrome for static export) are never imported; figures are saved as sel
 * :func:`mask_heatmap`: a knockout's ``[query, key]`` mask with token tick labels.
 * :func:`accuracy_bar`: accuracy by condition (mean ± std over seeds) next to the paper's numbers.
 * :func:`save_figure`: ``.html`` + ``.json`` (plain-list JSON, :func:`figure_json`).
+* :func:`use_embedded_renderer`: notebook figures that survive ``nbconvert --to html``.
 
 Tests check figure data (``fig.data[0].z``, ``.y``), never pixels.
 
 Modules: :mod:`.base` (imshow, whitespace, saving), :mod:`.tokens` (token HTML, mask heatmap),
 :mod:`.accuracy` (accuracy bars), :mod:`.aggregation` (probe curves, attention-mass heatmaps),
-:mod:`.windows` (the aggregation block comparison, layer-window curves).
+:mod:`.windows` (the aggregation block comparison, layer-window curves), :mod:`.render` (the
+notebook renderer), :mod:`.svg` (deterministic static bar charts for pages without plotly.js).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from .base import (
     _WHITESPACE,
     _plain_arrays,
     _to_numpy,
+    axis_label,
     figure_json,
     imshow,
     save_figure,
     visible_whitespace,
 )
+from .render import EMBEDDED, use_embedded_renderer
 from .tokens import (
     _LEGEND_NOTES,
     _TOKEN_CSS,
@@ -46,7 +50,9 @@ from .windows import compare_figure, window_figure
 
 __all__ = [
     "CATEGORY_COLORS",
+    "EMBEDDED",
     "accuracy_bar",
+    "axis_label",
     "compare_figure",
     "figure_json",
     "imshow",
@@ -57,6 +63,7 @@ __all__ = [
     "save_figure",
     "token_category_html",
     "token_text",
+    "use_embedded_renderer",
     "visible_whitespace",
     "window_figure",
 ]

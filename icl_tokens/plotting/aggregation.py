@@ -12,8 +12,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .base import imshow
-
 __all__ = ["probe_curves", "mass_heatmap", "mass_table"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -34,7 +32,7 @@ def probe_curves(df: pd.DataFrame, *, positions: Sequence[str] | None = None,
 
     Args:
         df: Rows with ``position``, ``layer``, ``knockout``, ``accuracy``, ``majority``
-            (:func:`~icl_tokens.aggregation.probes.run_probes` or the ``probe`` CSV); with the
+            (:func:`~icl_tokens.aggregation.probe_run.run_probes` or the ``probe`` CSV); with the
             null columns ``null_mean``, ``null_q95``, ``max_null_q95``, ``p_max`` the panel
             also shows the null band and the best-layer threshold; with a finite ``control``
             (a learnable control task) its curve.
@@ -44,6 +42,7 @@ def probe_curves(df: pd.DataFrame, *, positions: Sequence[str] | None = None,
         alpha: Layers with ``p_max <= alpha`` (corrected for choosing the best layer) get
             filled markers; the others open ones.
 
+    The legend names each line once, position-free (legend-only traces after the data traces).
     Trace names are ``{position} {knockout}`` (accuracy), ``{position} {knockout} majority``,
     ``{position} {knockout} null band`` (the null mean to its 95th percentile, per layer),
     ``{position} {knockout} null 95%`` and ``{position} {knockout} best-layer threshold``
@@ -64,6 +63,7 @@ def probe_curves(df: pd.DataFrame, *, positions: Sequence[str] | None = None,
     rows = int(np.ceil(len(order) / cols))
     fig = make_subplots(rows=rows, cols=min(cols, len(order)), subplot_titles=order,
                         shared_yaxes=True, horizontal_spacing=0.04, vertical_spacing=0.12)
+    legend: dict[str, go.Scatter] = {}
     for i, pos in enumerate(order):
         r, c = i // cols + 1, i % cols + 1
         for j, kn in enumerate(kos):
@@ -72,50 +72,66 @@ def probe_curves(df: pd.DataFrame, *, positions: Sequence[str] | None = None,
                 continue
             g = g.groupby("layer", sort=True)[values].mean()
             for trace in _probe_traces(g, f"{pos} {kn}", kn, _COLORS[j % len(_COLORS)],
-                                       _DASH[j % 4], first=i == 0, first_ko=i == 0 and j == 0,
-                                       alpha=alpha):
+                                       _DASH[j % 4], alpha=alpha):
                 fig.add_trace(trace, row=r, col=c)
+                legend.setdefault(trace.legendgroup, _legend_entry(trace, kn))
+    for entry in legend.values():
+        fig.add_trace(entry, row=1, col=1)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_yaxes(title_text="held-out accuracy", col=1)
     fig.update_xaxes(title_text="layer (residual stream at its output)", row=rows)
     fig.update_layout(title=title, height=260 * rows + 80, template="plotly_white",
-                      legend={"orientation": "h", "y": -0.12})
+                      legend={"orientation": "h", "y": -0.12,
+                              "title": {"text": "every panel (one per position):"}})
     return fig
+
+
+def _legend_entry(trace: go.Scatter, kn: str) -> go.Scatter:
+    """A legend-only copy of ``trace`` named without its panel's position: the same style
+    stands for the same line in every panel."""
+    group = trace.legendgroup
+    name = f"{kn} (probe accuracy)" if group == kn else {
+        "majority": "majority baseline", "null band": "permutation null (mean to 95th pct)",
+        "null 95%": "permutation null 95th pct"}.get(group, group)
+    marker = {"color": trace.line.color, "size": 7} if "markers" in (trace.mode or "") else None
+    return go.Scatter(x=[None], y=[None], mode=trace.mode, line=trace.line, marker=marker,
+                      fill=trace.fill, fillcolor=trace.fillcolor, name=name, legendgroup=group,
+                      showlegend=True, hoverinfo="skip")
 
 
 def _has(g: pd.DataFrame, col: str) -> bool:
     return col in g.columns and bool(g[col].notna().any())
 
 
-def _probe_traces(g: pd.DataFrame, name: str, kn: str, color: str, dash: str, *, first: bool,
-                  first_ko: bool, alpha: float) -> list[go.Scatter]:
+def _probe_traces(g: pd.DataFrame, name: str, kn: str, color: str, dash: str, *,
+                  alpha: float) -> list[go.Scatter]:
     """One panel's traces for one knockout: null band and thresholds, majority, control,
-    accuracy (``g``: per-layer means)."""
+    accuracy (``g``: per-layer means); none is in the legend (:func:`_legend_entry` is)."""
     x = g.index.to_list()
     out = []
     if _has(g, "null_q95"):
         lo, hi = g["null_mean"].to_list(), g["null_q95"].to_list()
-        out.append(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself",
+        out.append(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", mode="lines",
                               fillcolor="rgba(128,128,128,0.2)", line={"width": 0},
                               hoverinfo="skip", name=f"{name} null band",
-                              legendgroup="null band", showlegend=first_ko))
+                              legendgroup="null band", showlegend=False))
         out.append(go.Scatter(x=x, y=hi, mode="lines",
                               line={"color": "grey", "dash": "dash", "width": 1},
                               name=f"{name} null 95%", legendgroup="null 95%",
-                              showlegend=first_ko))
+                              showlegend=False))
         out.append(go.Scatter(x=x, y=g["max_null_q95"].to_list(), mode="lines",
                               line={"color": color, "dash": "longdash", "width": 1},
                               name=f"{name} best-layer threshold",
-                              legendgroup=f"{kn} best-layer threshold", showlegend=first))
+                              legendgroup=f"{kn} best-layer threshold", showlegend=False))
     out.append(go.Scatter(x=x, y=g["majority"].to_list(), mode="lines",
                           line={"color": "grey", "dash": "dot", "width": 1},
                           name=f"{name} majority", legendgroup="majority",
-                          showlegend=first_ko))
+                          showlegend=False))
     if _has(g, "control"):
         out.append(go.Scatter(x=x, y=g["control"].to_list(), mode="lines",
                               line={"color": color, "dash": "dot", "width": 1},
                               name=f"{name} control", legendgroup=f"{kn} control",
-                              showlegend=first))
+                              showlegend=False))
     if _has(g, "p_max"):
         p = g["p_max"].to_numpy()
         marker = {"symbol": ["circle" if v <= alpha else "circle-open" for v in p], "size": 7}
@@ -124,7 +140,7 @@ def _probe_traces(g: pd.DataFrame, name: str, kn: str, color: str, dash: str, *,
         marker, text = {}, None
     out.append(go.Scatter(x=x, y=g["accuracy"].to_list(), mode="lines+markers",
                           line={"color": color, "dash": dash}, marker=marker, text=text,
-                          name=name, legendgroup=kn, showlegend=first))
+                          name=name, legendgroup=kn, showlegend=False))
     return out
 
 
@@ -163,18 +179,47 @@ def mass_table(df: pd.DataFrame, *, scope: str = "last", knockout: str | None = 
 
 
 def mass_heatmap(df: pd.DataFrame, *, scope: str = "last", knockout: str | None = None,
-                 value: str = "mass", head: int | None = None,
-                 title: str | None = None) -> go.Figure:
+                 value: str = "mass", head: int | None = None, title: str | None = None,
+                 bos: str = "separate") -> go.Figure:
     """Heatmap of :func:`mass_table`: rows are layers, columns key categories; ``z`` is the
-    share of attention (``value="mass"``) or the share per key (``"mass_per_token"``)."""
+    share of attention (``value="mass"``) or the share per key (``"mass_per_token"``).
+
+    BOS, an attention sink that takes most of the mass, would wash out every other column, so by
+    default (``bos="separate"``) it gets its own narrow panel with its own colour scale;
+    ``"exclude"`` leaves it out, ``"include"`` keeps it in the shared scale. The title says
+    which. ``data[0].z`` is always the table without BOS (unless ``"include"``).
+    """
+    if bos not in ("separate", "exclude", "include"):
+        raise ValueError(f"bos must be 'separate', 'exclude' or 'include', got {bos!r}.")
     t = mass_table(df, scope=scope, knockout=knockout, value=value, head=head)
-    what = "share of attention" if value == "mass" else "share per key"
+    what = "share of attention" if value == "mass" else "share per key token"
     who = "the last token" if scope == "last" else "the test example's tokens"
     heads = "mean over heads" if head is None else f"head {head}"
-    fig = imshow(t, x=[str(c) for c in t.columns], y=[int(i) for i in t.index],
-                 color_continuous_scale="Viridis", color_continuous_midpoint=None,
-                 labels={"x": "key category", "y": "layer", "color": value},
-                 title=title or f"Attention of {who} by key category ({what}, {heads})",
-                 aspect="auto", text_auto=".2f")
-    fig.update_yaxes(autorange="reversed")
+    has_bos = "bos" in t.columns and bos != "include"
+    main = t.drop(columns="bos") if has_bos else t
+    note = {"separate": "BOS (an attention sink) on its own scale, right",
+            "exclude": "BOS (an attention sink) left out", "include": ""}[bos] \
+        if "bos" in t.columns else ""
+    label = title or f"Attention of {who} by key category ({what}, {heads})"
+    separate = has_bos and bos == "separate"
+    fig = make_subplots(rows=1, cols=2 if separate else 1, shared_yaxes=True)
+    fig.add_trace(_mass_trace(main, "coloraxis"), row=1, col=1)
+    fig.update_layout(coloraxis={"colorscale": "Viridis", "colorbar": {
+        "title": {"text": what.replace(" ", "<br>", 1)}, "x": 0.86 if separate else 1.02}})
+    if separate:
+        fig.add_trace(_mass_trace(t[["bos"]], "coloraxis2"), row=1, col=2)
+        fig.update_layout(xaxis={"domain": [0.0, 0.68]}, xaxis2={"domain": [0.73, 0.81]},
+                          coloraxis2={"colorscale": "Greys", "colorbar": {
+                              "title": {"text": "BOS"}, "x": 1.0}})
+    fig.update_xaxes(title_text="key category (what the query attends to)", row=1, col=1)
+    fig.update_yaxes(title_text="layer", autorange="reversed", row=1, col=1)
+    fig.update_layout(title=label + (f"<br><sup>{note}</sup>" if note else ""),
+                      height=max(320, 22 * len(t) + 160), template="plotly_white")
     return fig
+
+
+def _mass_trace(t: pd.DataFrame, coloraxis: str) -> go.Heatmap:
+    z = t.to_numpy()
+    return go.Heatmap(z=z, x=[str(c) for c in t.columns], y=[int(i) for i in t.index],
+                      coloraxis=coloraxis, text=np.round(z, 2), texttemplate="%{text:.2f}",
+                      hovertemplate="layer %{y}, %{x}: %{z:.3f}<extra></extra>")

@@ -14,7 +14,18 @@ import plotly.express as px
 import plotly.graph_objects as go
 import plotly.io as pio
 
-__all__ = ["figure_json", "imshow", "save_figure", "visible_whitespace"]
+__all__ = ["METRIC_WORDS", "axis_label", "figure_json", "imshow", "save_figure",
+           "visible_whitespace"]
+
+#: Axis titles in words for the tidy tables' metric columns.
+METRIC_WORDS = {
+    "correct": "acc_gen: accuracy of the generated answer (%)",
+    "label_correct": "acc_label: accuracy of the best-ranked label word (%)",
+    "calibrated_correct": "calibrated acc_label: label accuracy, content-free bias removed (%)",
+    "margin": "gold label's log-probability margin (nats)",
+    "mass": "share of the query's attention",
+    "mass_per_token": "share of attention per key token",
+}
 
 _WHITESPACE = {"\n": "⏎", "\t": "⇥", "\r": "␍", " ": "·"}
 
@@ -35,6 +46,19 @@ def visible_whitespace(text: str) -> str:
     '·the.⏎⏎'
     """
     return "".join(_WHITESPACE.get(c, c) for c in text)
+
+
+def axis_label(label: str) -> str:
+    """An axis title in words: a metric column (``label_correct``, or ``label_correct (%)``) is
+    replaced by its :data:`METRIC_WORDS` entry; any other text is kept.
+
+    >>> axis_label("label_correct (%)")
+    'acc_label: accuracy of the best-ranked label word (%)'
+    >>> axis_label("accuracy (%)")
+    'accuracy (%)'
+    """
+    column = label.removesuffix(" (%)").strip()
+    return METRIC_WORDS.get(column, label)
 
 
 def _to_numpy(x: Any) -> np.ndarray:

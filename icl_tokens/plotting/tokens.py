@@ -125,6 +125,28 @@ def _tick_labels(tp: TokenizedPrompt, positions: Sequence[int], width: int = 12)
     return out
 
 
+def _where(tp: TokenizedPrompt, positions: Sequence[int]) -> str:
+    """What the given prompt positions are: test-example, demonstration or other tokens."""
+    pos = np.asarray(positions, dtype=int)
+    test = tp.has("test")[pos]
+    demo = np.asarray(tp.demo)[pos] >= 0
+    if test.all():
+        return "test-example tokens"
+    if demo.all():
+        return "demonstration tokens"
+    if (test | demo).all():
+        return "demonstration and test-example tokens"
+    return "prompt tokens"
+
+
+def _query_title(tp: TokenizedPrompt, restricted: np.ndarray, all_rows: bool) -> str:
+    """The y-axis title: which tokens the rows are, from the prompt's categories."""
+    if not len(restricted):
+        return "query (every token; none is restricted)"
+    who = _where(tp, restricted)
+    return f"query (every token; restricted: {who})" if all_rows else f"query ({who})"
+
+
 def mask_heatmap(
     tp: TokenizedPrompt,
     knockout: Knockout,
@@ -146,7 +168,9 @@ def mask_heatmap(
 
     Returns:
         A figure whose ``data[0].z`` is ``knockout.dense(len(tp))[rows][:, cols]`` as 0/1 ints,
-        with ``data[0].x`` / ``data[0].y`` the key / query positions and token tick labels.
+        with ``data[0].x`` / ``data[0].y`` the key / query positions and token tick labels. The
+        y-axis title says what the restricted query rows are (test-example or demonstration
+        tokens), read from the prompt's categories.
         Causally invisible (future) keys are allowed by the mask, so they show as 0.
     """
     if len(tp) != knockout.n:
@@ -174,7 +198,7 @@ def mask_heatmap(
     fig.update_xaxes(tickmode="array", tickvals=cols.tolist(), ticktext=xl, tickangle=-90,
                      title_text="key (token attended to)")
     fig.update_yaxes(tickmode="array", tickvals=rows.tolist(), ticktext=yl, autorange="reversed",
-                     title_text="query (test token)")
+                     title_text=_query_title(tp, knockout.query_positions(), all_rows))
     fig.update_layout(
         title=title if title is not None else f"knockout {knockout.name}: red = blocked",
         height=max(300, 18 * len(rows) + 200),
