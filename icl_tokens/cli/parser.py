@@ -342,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_probe_parsers(sub, _add_common, _int_list, _positive, _non_negative)
 
+    from .atlas import add_atlas_parsers  # ``atlas`` and ``atlas-report``
+
+    add_atlas_parsers(sub)
+
     sub.add_parser("tasks", help="list the shipped task definitions").set_defaults(
         handler="icl_tokens.cli.commands:cmd_tasks")
     sub.add_parser("models", help="list the offline model names").set_defaults(

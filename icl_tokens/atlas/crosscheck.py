@@ -1,0 +1,145 @@
+"""How well the one-pass attribution ranks tokens like the exact atlas, per task and model.
+
+Per test example (its demonstration tokens): the Spearman correlation of an attribution column
+with ``delta_margin``; the top-k overlap (the share of the k tokens with the largest exact
+``|delta_margin|`` that are among the k with the largest ``|attribution|``); and the false
+negatives (tokens whose exact ``|delta_margin|`` exceeds ``threshold`` but which the attribution
+ranks outside its top k). Summaries average the per-example values (the false-negative rate is
+pooled: false negatives / tokens above the threshold) with **percentile bootstrap intervals over
+test examples** (examples resampled with replacement; the tokens of an example stay together),
+and report each method's mean wall time per example.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["spearman", "top_k_overlap", "false_negatives", "per_example", "cross_check",
+           "bootstrap_interval", "EXAMPLE", "ATTRIBUTIONS", "DEFAULT_THRESHOLD"]
+
+#: Columns identifying one test example.
+EXAMPLE = ["model", "task", "seed", "example_id"]
+#: The attribution columns of an atlas CSV.
+ATTRIBUTIONS = ("attribution", "attribution_atp")
+#: Exact ``|delta_margin|`` (nats of margin) above which a token counts as critical.
+DEFAULT_THRESHOLD = 0.1
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN when either is constant."""
+    rx = pd.Series(x).rank().to_numpy()
+    ry = pd.Series(y).rank().to_numpy()
+    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _top(v: np.ndarray, k: int) -> set[int]:
+    """Indices of the ``k`` largest ``|v|`` (ties broken by position)."""
+    order = np.lexsort((np.arange(len(v)), -np.abs(v)))
+    return set(order[:k].tolist())
+
+
+def top_k_overlap(exact: np.ndarray, attr: np.ndarray, k: int) -> float:
+    """Share of the exact top-``k`` (by magnitude) that the attribution's top-``k`` holds."""
+    k = min(k, len(exact))
+    if k < 1:
+        return float("nan")
+    return len(_top(exact, k) & _top(attr, k)) / k
+
+
+def false_negatives(exact: np.ndarray, attr: np.ndarray, k: int, threshold: float
+                    ) -> tuple[int, int]:
+    """``(tokens with |exact| > threshold, of them outside the attribution's top k)``."""
+    above = np.flatnonzero(np.abs(exact) > threshold)
+    top = _top(attr, min(k, len(attr)))
+    return len(above), sum(int(i) not in top for i in above)
+
+
+def per_example(df: pd.DataFrame, method: str = "attribution", ks: Sequence[int] = (5, 10),
+                threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """One row per test example: ``spearman``, ``top<k>`` overlaps, ``n_above``, ``fn<k>``,
+    ``n_keys``, ``exact_s``, ``attribution_s``."""
+    if method not in df.columns:
+        raise ValueError(f"no column {method!r}; atlas attributions are {list(ATTRIBUTIONS)}.")
+    out = []
+    for key, g in df.groupby(EXAMPLE, sort=False):
+        exact = g["delta_margin"].to_numpy(float)
+        attr = g[method].to_numpy(float)
+        ok = np.isfinite(attr)
+        exact, attr = exact[ok], attr[ok]
+        row = dict(zip(EXAMPLE, key), method=method, n_keys=len(exact),
+                   n_undefined=int((~ok).sum()), spearman=spearman(exact, attr),
+                   exact_s=float(g["exact_s"].iloc[0]),
+                   attribution_s=float(g["attribution_s"].iloc[0]))
+        for k in ks:
+            row[f"top{k}"] = top_k_overlap(exact, attr, k)
+            row["n_above"], row[f"fn{k}"] = false_negatives(exact, attr, k, threshold)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def bootstrap_interval(n_units: int, stat: Callable[[np.ndarray], float], *,
+                       n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                       ) -> tuple[float, float, float]:
+    """``(estimate, lo, hi)``: ``stat`` of all units and its percentile bootstrap interval
+    (units resampled with replacement; ``stat`` takes an index array)."""
+    if n_units < 1:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    est = stat(np.arange(n_units))
+    draws = np.array([stat(rng.integers(0, n_units, n_units)) for _ in range(n_boot)])
+    draws = draws[np.isfinite(draws)]
+    if not draws.size:
+        return est, float("nan"), float("nan")
+    a = (1 - level) / 2
+    return est, float(np.quantile(draws, a)), float(np.quantile(draws, 1 - a))
+
+
+def _mean_of(values: np.ndarray) -> Callable[[np.ndarray], float]:
+    def stat(idx: np.ndarray) -> float:
+        v = values[idx]
+        v = v[np.isfinite(v)]
+        return float(v.mean()) if v.size else float("nan")
+    return stat
+
+
+def _ratio_of(num: np.ndarray, den: np.ndarray) -> Callable[[np.ndarray], float]:
+    def stat(idx: np.ndarray) -> float:
+        d = den[idx].sum()
+        return float(num[idx].sum() / d) if d else float("nan")
+    return stat
+
+
+def cross_check(df: pd.DataFrame, methods: Sequence[str] = ATTRIBUTIONS,
+                ks: Sequence[int] = (5, 10), threshold: float = DEFAULT_THRESHOLD, *,
+                n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Per (model, task, method): each measure with its bootstrap interval over examples.
+
+    Columns: ``model, task, method, n_examples, threshold``, per measure ``<m>``, ``<m>_lo``,
+    ``<m>_hi`` (``spearman``, ``top<k>``, ``fnr<k>``), ``n_above``, ``exact_s``,
+    ``attribution_s`` (mean seconds per example) and ``speedup`` (their ratio).
+    """
+    out = []
+    for method in methods:
+        pe = per_example(df, method, ks, threshold)
+        for (model, task), g in pe.groupby(["model", "task"], sort=False):
+            row: dict[str, object] = {"model": model, "task": task, "method": method,
+                                      "n_examples": len(g), "threshold": threshold}
+            stats = {"spearman": _mean_of(g["spearman"].to_numpy(float))}
+            stats |= {f"top{k}": _mean_of(g[f"top{k}"].to_numpy(float)) for k in ks}
+            above = g["n_above"].to_numpy(float)
+            stats |= {f"fnr{k}": _ratio_of(g[f"fn{k}"].to_numpy(float), above) for k in ks}
+            for name, stat in stats.items():
+                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_interval(
+                    len(g), stat, n_boot=n_boot, level=level, seed=seed)
+            row["n_above"] = int(above.sum())
+            row["exact_s"] = float(g["exact_s"].mean())
+            row["attribution_s"] = float(g["attribution_s"].mean())
+            row["speedup"] = row["exact_s"] / row["attribution_s"] if row["attribution_s"] \
+                else float("nan")
+            out.append(row)
+    return pd.DataFrame(out)
