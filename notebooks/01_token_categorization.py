@@ -63,7 +63,9 @@ from icl_tokens.analysis.counts import (
 from icl_tokens.categorize import TokenizedPrompt
 from icl_tokens.exercises import check_demo_counts, check_label_colons
 from icl_tokens.models import gpt2_tokenizer, load_tokenizer
-from icl_tokens.plotting import mask_heatmap, token_category_html, token_text
+from icl_tokens.plotting import mask_heatmap, token_category_html, token_text, use_embedded_renderer
+
+use_embedded_renderer()  # figures survive HTML export (plotly.js embedded once)
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 30)

@@ -111,10 +111,17 @@ from icl_tokens.experiments import (
 )
 from icl_tokens.explore import ExplorerState, Selection, update_view
 from icl_tokens.models import load_model, load_tokenizer, model_info
-from icl_tokens.plotting import accuracy_bar, mask_heatmap, token_category_html
+from icl_tokens.plotting import (
+    accuracy_bar,
+    mask_heatmap,
+    token_category_html,
+    use_embedded_renderer,
+)
 from icl_tokens.prompts import build_prompt
 from icl_tokens.reference import paper_condition_table
 from icl_tokens.tasks import load_task
+
+use_embedded_renderer()  # figures survive HTML export (plotly.js embedded once)
 
 torch.set_grad_enabled(False)
 torch.manual_seed(0)  # nothing here samples (decoding is greedy); set for good measure

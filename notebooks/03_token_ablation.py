@@ -102,11 +102,19 @@ from icl_tokens.experiments.token_level import (
     run_token_ablation,
 )
 from icl_tokens.models import load_model, load_tokenizer, model_info
-from icl_tokens.plotting import imshow, save_figure, token_category_html, token_text
+from icl_tokens.plotting import (
+    imshow,
+    save_figure,
+    token_category_html,
+    token_text,
+    use_embedded_renderer,
+)
 from icl_tokens.plotting import visible_whitespace as vis
 from icl_tokens.prompts import build_prompt
 from icl_tokens.reference import paper_cells_table, paper_condition_table
 from icl_tokens.tasks import load_task
+
+use_embedded_renderer()  # figures survive HTML export (plotly.js embedded once)
 
 torch.set_grad_enabled(False)
 torch.manual_seed(0)  # nothing here samples (decoding is greedy); set for good measure

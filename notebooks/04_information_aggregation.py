@@ -113,9 +113,12 @@ from icl_tokens.plotting import (
     save_figure,
     token_category_html,
     window_figure,
+    use_embedded_renderer,
 )
 from icl_tokens.prompts import build_prompt
 from icl_tokens.tasks import load_task
+
+use_embedded_renderer()  # figures survive HTML export (plotly.js embedded once)
 
 torch.set_grad_enabled(False)
 pd.set_option("display.width", 160)

@@ -50,6 +50,9 @@ from icl_tokens.analysis.metrics import paired_metric_tests
 from icl_tokens.analysis.report import load_results, paper_tables
 from icl_tokens.analysis.stats import cell_intervals, pairwise_ttests
 from icl_tokens.analysis.verdicts import all_patterns
+from icl_tokens.plotting import use_embedded_renderer
+
+use_embedded_renderer()  # figures survive HTML export (plotly.js embedded once)
 
 pd.set_option("display.width", 160)
 pd.set_option("display.precision", 3)

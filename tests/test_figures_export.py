@@ -212,3 +212,14 @@ def test_probe_legend_names_no_position():
     assert sorted(shown) == ["icl (probe accuracy)", "icl+block (probe accuracy)",
                              "majority baseline"]
     assert "label icl" in {t.name for t in fig.data}  # data traces keep their panel's name
+
+
+def test_every_notebook_with_plotly_figures_embeds_them() -> None:
+    """A notebook that draws plotly figures turns on the embedding renderer, so its HTML export
+    (and any reader without a live kernel) keeps the figures."""
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    for script in sorted(notebooks.glob("*.py")):
+        text = script.read_text(encoding="utf-8")
+        draws = any(s in text for s in (".show()", "go.Figure", "imshow(", "_figure(", "heatmap("))
+        if draws:
+            assert "use_embedded_renderer()" in text, f"{script.name} draws figures without it"
