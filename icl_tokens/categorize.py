@@ -325,6 +325,16 @@ def categorize(
     ids: list[int] = list(enc["input_ids"])
     offsets = [tuple(map(int, o)) for o in enc["offset_mapping"]]
     special = list(enc["special_tokens_mask"])
+    codes, demo, roles = _token_categories(prompt, tokenizer, stopwords, ids, offsets, special)
+    return TokenizedPrompt(prompt=prompt, input_ids=ids, offsets=offsets,  # type: ignore[arg-type]
+                           codes=codes, demo=demo, tokens=tokenizer.convert_ids_to_tokens(ids),
+                           stopword_variant=stopword_variant, roles=tuple(roles))
+
+
+def _token_categories(prompt: Prompt, tokenizer: Any, stopwords: Any, ids: list[int],
+                      offsets: list[tuple[int, int]], special: list[int]
+                      ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
+    """Category bits, demonstration index and roles of every token, from its characters."""
     char_codes = _char_codes(prompt, stopwords)
     char_roles = _char_roles(prompt)
     seg_demo = np.full(len(prompt.text), -1, dtype=np.int64)
@@ -356,17 +366,7 @@ def categorize(
         demo[i] = int(covered.max()) if len(covered) else -1
         if codes[i] & _CATEGORY_MASK == 0:
             raise ValueError(f"token {i} ({text[s:e]!r}) received no category; this is a bug.")
-    result = TokenizedPrompt(
-        prompt=prompt,
-        input_ids=ids,
-        offsets=offsets,  # type: ignore[arg-type]
-        codes=codes,
-        demo=demo,
-        tokens=tokenizer.convert_ids_to_tokens(ids),
-        stopword_variant=stopword_variant,
-        roles=tuple(roles),
-    )
-    return result
+    return codes, demo, roles
 
 
 def label_token_ids(
