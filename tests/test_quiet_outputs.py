@@ -166,3 +166,14 @@ def test_readme_commands_write_under_results():
     assert len(written) >= 10, written
     outside = [w for w in written if not w.startswith("results/")]
     assert not outside, f"README commands write outside results/: {outside}"
+
+
+def test_loading_a_local_model_draws_no_weights_bar(tiny_dir, capfd) -> None:
+    """No "Loading weights" progress bar: in a notebook or a Voila app it stays behind as a
+    stray widget."""
+    from icl_tokens.models import load_model
+
+    capfd.readouterr()
+    load_model(str(tiny_dir))
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err

@@ -188,9 +188,24 @@ def load_model(
             raise hub_oserror(name, err) from err
         return _tag(bridge, name, None)
     model_dir = _ensure_known(name, Path(where), verify=verify) if kind == "known" else Path(where)
-    with offline_env():
+    with offline_env(), _quiet_weights():
         bridge = _boot(str(model_dir), device, dtype, **placement)
     return _tag(bridge, name, model_dir)
+
+
+@contextlib.contextmanager
+def _quiet_weights() -> Iterator[None]:
+    """No "Loading weights" bar for a local model (it takes a second; in a notebook or a
+    Voila app the bar would stay behind as a stray widget)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def model_context_length(bridge_or_config: Any) -> int:
