@@ -261,7 +261,7 @@ def _folded_and_run_solutions(text: str) -> tuple[list[str], list[str]]:
 
 @pytest.mark.parametrize("name", ["01_token_categorization", "02_representation_ablation",
                                   "03_token_ablation", "04_information_aggregation",
-                                  "05_lexical_repetition_structure"])
+                                  "05_lexical_repetition_structure", "07_token_atlas"])
 def test_notebook_runs_the_solutions_it_shows(name):
     from pathlib import Path
 

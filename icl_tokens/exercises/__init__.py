@@ -19,9 +19,12 @@ checker                                 notebook  the reader writes
 :func:`check_aggregation_mask`          04        the E9 aggregation block's mask
 :func:`check_category_mass`             04        attention mass per key category
 :func:`check_randomfixed_prompt`        05        a Randomfixed prompt (paper-spec §6.1)
+:func:`check_token_knockout`            07        the single-key knockout of one atlas row
+:func:`check_effect_shares`             07        a category's share of one example's |effect|
 ======================================  ========  ================================================
 """
 
+from .atlas import check_effect_shares, check_token_knockout
 from .common import exercise_prompts
 from .later import check_category_mass, check_colon_only_knockout, check_randomfixed_prompt
 from .masks import (
@@ -36,6 +39,7 @@ from .masks import (
 )
 
 __all__ = ["check_aggregation_mask", "check_category_mass", "check_colon_only_knockout",
-           "check_demo_counts", "check_key_rule", "check_knockout_mask", "check_label_colons",
-           "check_no_colon_knockout", "check_randomfixed_prompt", "check_removal_mask",
-           "check_template_part_knockout", "exercise_prompts"]
+           "check_demo_counts", "check_effect_shares", "check_key_rule", "check_knockout_mask",
+           "check_label_colons", "check_no_colon_knockout", "check_randomfixed_prompt",
+           "check_removal_mask", "check_template_part_knockout", "check_token_knockout",
+           "exercise_prompts"]

@@ -6,6 +6,8 @@
   change; no widgets);
 * :mod:`~icl_tokens.explore.static`: :func:`update_view`, :func:`static_view` (self-contained
   HTML, no kernel);
+* :mod:`~icl_tokens.explore.atlas`: the prompt coloured by a per-token atlas (``explore(...,
+  atlas="atlas.csv")``);
 * :mod:`~icl_tokens.explore.pattern`: :func:`pattern_view` (one head's attention pattern of the
   test example, token x token, as SVG);
 * :mod:`~icl_tokens.explore.widget`: :class:`Explorer` (ipywidgets; imported only by
@@ -62,7 +64,7 @@ def load_quietly(name: str) -> tuple[Any, Any]:
 
 def explore(model: Any, tokenizer: Any = None, task: Any = "sst2", *, seed: int = 0, k: int = 4,
             example: int = 0, demos: Any = None, test: Any = None, state: Any = None,
-            scoring: str = "generate") -> "Explorer":
+            scoring: str = "generate", atlas: Any = None) -> "Explorer":
     """The knockout explorer widget for one prompt.
 
     Args:
@@ -76,6 +78,10 @@ def explore(model: Any, tokenizer: Any = None, task: Any = "sst2", *, seed: int 
         demos, test: Instead of an episode, your own :class:`~icl_tokens.tasks.Example` s.
         state: An :class:`ExplorerState` to show (overrides the rest).
         scoring: ``"generate"`` (the prediction is the first generated word) or ``"label"``.
+        atlas: A per-token atlas (a DataFrame from ``read_atlas`` or the CSV path of
+            ``python -m icl_tokens atlas --out``): the prompt can be coloured by the exact
+            effect of its rows for this seed and test example
+            (:meth:`ExplorerState.set_atlas`; a checkbox turns the colours on and off).
 
     Returns:
         An :class:`~icl_tokens.explore.widget.Explorer` (display it in Jupyter).
@@ -97,6 +103,8 @@ def explore(model: Any, tokenizer: Any = None, task: Any = "sst2", *, seed: int 
         else:
             state = ExplorerState.from_task(model, tokenizer, task, seed=seed, k=k,
                                             example=example, scoring=scoring)
+    if atlas is not None:
+        state.set_atlas(atlas)
     return Explorer(state)
 
 

@@ -191,6 +191,7 @@ class ExplorerState:
         self.tokens = token_infos(self.item, tokenizer, tp)
         self.n_layers = int(model.cfg.n_layers)
         self.n_heads = int(model.cfg.n_heads)
+        self.atlas: Float[np.ndarray, "pos"] | None = None
         self.queries = np.flatnonzero(Sel.test(generated=False).mask(self.item))
         if not len(self.queries):
             raise ValueError("the item has no test-example tokens (category 'test'); the "
@@ -233,6 +234,18 @@ class ExplorerState:
         labels = LabelSet.for_task(spec, tokenizer)
         item = Item.from_prompt(tp, labels, condition="explore", meta=meta)
         return cls(model, tokenizer, item, tp=tp, **kw)
+
+    def set_atlas(self, atlas: Any, value: str = "delta_margin") -> Float[np.ndarray, "pos"]:
+        """Colour the prompt by an atlas (a DataFrame or CSV from ``atlas --out``): keeps its
+        ``value`` per position of this prompt's rows in :attr:`atlas` (NaN elsewhere)."""
+        from .atlas import atlas_effects
+
+        if "seed" not in self.item.meta:
+            raise ValueError("the atlas is keyed by seed and test example; build the state with "
+                             "ExplorerState.from_task(..., seed=, k=, example=) to colour it.")
+        self.atlas = atlas_effects(atlas, self.tokens, seed=int(self.item.meta["seed"]),
+                                   example_id=self.item.example_id, value=value)
+        return self.atlas
 
     # ------------------------------------------------------------------ the selection
     def knockout(self, selection: Selection | None = None) -> Knockout | None:

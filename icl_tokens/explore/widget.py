@@ -8,7 +8,9 @@ without a forward). The prompt is a row of toggle buttons, one per token, colour
 as in the static view (CSS classes ``icl-tok cat-...`` and one stylesheet; several categories
 are striped), the test example dashed; clicking a demonstration token hides it, and every key
 hidden from the test example is struck through and dimmed. Errors (a selection that cannot be
-run) are shown in the widget, never swallowed.
+run) are shown in the widget, never swallowed. With an atlas on the state
+(:meth:`~icl_tokens.explore.state.ExplorerState.set_atlas`), a checkbox colours the token
+buttons by each token's exact effect instead (:mod:`~icl_tokens.explore.atlas`; no forward).
 
 All logic lives in the state; :meth:`Explorer.selection_from_controls` is the only mapping
 from control values to a selection, so the tests drive the widget without a browser.
@@ -20,11 +22,13 @@ import html
 from typing import Any
 
 import ipywidgets as W
+import numpy as np
 
 from ..ablation.conditions import REGISTRY
 from ..ablation.selection import KINDS
 from ..aggregation.block import BLOCK_QUERIES
 from ..plotting.base import visible_whitespace
+from .atlas import ATLAS_CLASS, atlas_css
 from .pattern import MEAN_HEADS, pattern_view
 from .selection import EXTRA_CATEGORIES, QUERY_SCOPES, Selection
 from .state import ExplorerState, Update
@@ -64,7 +68,10 @@ def explorer_css(state: ExplorerState) -> str:
     widget library's button colours), hidden keys struck through, the legend."""
     combos = sorted({color_kinds(t.categories) for t in state.tokens}
                     | {(c,) for c in CATEGORY_COLORS if c != "test"})
-    return "<style>" + _CSS + category_css(combos, ".icl-explorer", important=True) + "</style>"
+    css = _CSS + category_css(combos, ".icl-explorer", important=True)
+    if state.atlas is not None:
+        css += atlas_css(state.atlas, ".icl-explorer")
+    return "<style>" + css + "</style>"
 
 
 def _legend() -> str:
@@ -109,12 +116,23 @@ def _controls(state: ExplorerState, presets: dict[str, frozenset[str]]) -> dict[
     return c
 
 
-def _token_button(t: Any) -> W.ToggleButton:
+def _atlas_legend(effects: Any) -> str:
+    vmax = float(np.nanmax(np.abs(effects))) if np.isfinite(effects).any() else 0.0
+    return ("<div class='icl-atlas-legend' style='font-size:12px'>atlas colours (exact effect "
+            "of knocking one token out on the gold label's margin): <span class='leg' "
+            "style='background:#b2182b;color:#fff'>lowers it</span><span class='leg'>0</span>"
+            "<span class='leg' style='background:#2166ac;color:#fff'>raises it</span> "
+            f"(full colour at |effect| = {vmax:.3g} nats)</div>")
+
+
+def _token_button(t: Any, effect: float | None = None) -> W.ToggleButton:
     """One prompt token: classes ``icl-tok``, its colour class, ``test``, ``icl-pos-<i>``."""
+    tip = (f"#{t.position} id={t.token_id} | {', '.join(t.categories) or '(none)'} | "
+           f"{', '.join(t.roles) or '(no role)'}")
+    if effect is not None and np.isfinite(effect):
+        tip += f" | atlas effect {effect:+.4f}"
     b = W.ToggleButton(
-        value=False, description=visible_whitespace(t.text)[:24] or "·",
-        tooltip=(f"#{t.position} id={t.token_id} | {', '.join(t.categories) or '(none)'} | "
-                 f"{', '.join(t.roles) or '(no role)'}"),
+        value=False, description=visible_whitespace(t.text)[:24] or "·", tooltip=tip,
         disabled=t.is_test, layout=W.Layout(width="auto", height="24px"))
     for cls in ("icl-tok", css_class(color_kinds(t.categories)), f"icl-pos-{t.position}"):
         b.add_class(cls)
@@ -145,7 +163,13 @@ class Explorer:
         self._hidden = [False] * len(state.tokens)
         self.presets = kind_presets()
         self.controls = _controls(state, self.presets)
-        self.token_buttons = [_token_button(t) for t in state.tokens]
+        effects = state.atlas if state.atlas is not None else [None] * len(state.tokens)
+        self.token_buttons = [_token_button(t, e) for t, e in zip(state.tokens, effects)]
+        self.atlas_toggle: W.Checkbox | None = None
+        if state.atlas is not None:
+            self.atlas_toggle = W.Checkbox(value=True, description="colour the prompt by the "
+                                           "atlas (exact effect)", style=_WIDE)
+            self.atlas_toggle.add_class("icl-ctl-atlas")
         self.clear = W.Button(description="clear clicked tokens", layout=W.Layout(width="auto"))
         self.clear.add_class("icl-ctl-clear")
         self.clear.on_click(lambda _: self._clear_tokens())
@@ -173,6 +197,8 @@ class Explorer:
             b.observe(self._changed, names="value")
         for c in self.pattern_controls.values():
             c.observe(lambda _: self._draw_pattern(), names="value")
+        if self.atlas_toggle is not None:
+            self.atlas_toggle.observe(lambda _: self._colour_by_atlas(), names="value")
 
     def _layout(self) -> W.Widget:
         left = W.VBox(list(self.controls.values()) + [self.clear],
@@ -183,10 +209,20 @@ class Explorer:
                        layout=W.Layout(display="flex", flex_flow="row wrap", width="100%"))
         prompt.add_class("icl-prompt")
         pattern = W.VBox([W.HBox(list(self.pattern_controls.values())), self.pattern])
-        box = W.VBox([W.HTML(explorer_css(self.state)), W.HBox([left, right]),
-                      W.HTML(_legend()), prompt, pattern])
+        legend = [W.HTML(_legend())]
+        if self.atlas_toggle is not None:
+            legend += [self.atlas_toggle, W.HTML(_atlas_legend(self.state.atlas))]
+        box = W.VBox([W.HTML(explorer_css(self.state)), W.HBox([left, right]), *legend, prompt,
+                      pattern])
         box.add_class("icl-explorer")
+        if self.atlas_toggle is not None and self.atlas_toggle.value:
+            box.add_class(ATLAS_CLASS)
         return box
+
+    def _colour_by_atlas(self) -> None:
+        """Atlas colours on or off (a class on the box; no forward)."""
+        on = self.atlas_toggle is not None and self.atlas_toggle.value
+        (self.widget.add_class if on else self.widget.remove_class)(ATLAS_CLASS)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
