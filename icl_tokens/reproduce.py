@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from .executors.scorer import ModelScorer
 from .experiments.registry import EXPERIMENTS
 from .tasks import PAPER_TASKS
 
@@ -168,6 +169,7 @@ def reproduce(
     progress: bool = True,
     log: Callable[[str], None] = print,
     command: str | None = None,
+    executor: Any = None,
 ) -> Path:
     """Run (or resume) every experiment the tables need, then write the tidy data, the tables,
     the report and the provenance into ``out_dir``; returns the folder.
@@ -176,6 +178,10 @@ def reproduce(
     ``None`` the paper's six), the folder (writable; a folder of an earlier run must be rerun
     with the same tables, tasks, model and budget); a second ``reproduce`` on the same folder is
     refused while this one runs.
+
+    ``executor`` (a :class:`~icl_tokens.executors.ray_executor.RayExecutor`) scores every run's
+    work units and the content-free rows on its workers, which load the model once for the
+    whole folder; the driver never loads it, and the folder is the same as a local run's.
     """
     from .results import FolderLock, check_output_path
 
@@ -190,22 +196,22 @@ def reproduce(
     with FolderLock(out):
         t0 = time.time()
         provenance_data = {t: _data_provenance(t, data_source) for t in tasks}
-        bridge, tok = _load(model, device, dtype)
         timing: dict[str, float] = {}
         common = dict(model=model, seeds=b.seeds, k=b.k, n_test=b.n_test, scoring=scoring,
                       engine="cached", batch_size=batch_size, dtype=dtype, device=device,
                       data_source=data_source)
+        worker = ModelScorer(common, executor)
         exps = experiments_for(tables)
         stages = _stage_bar(len(exps) * len(tasks), progress)
         try:
             for exp in exps:
-                _run_tasks(exp, tasks, common, tables, b, out, bridge, tok, progress, log,
+                _run_tasks(exp, tasks, common, tables, b, out, worker, progress, log,
                            timing, stages)
         finally:
             if stages is not None:
                 stages.close()
         provenance = _provenance(command, tables, tasks, model, b, paper_model, scoring, dtype,
-                                 bridge, provenance_data)
+                                 worker.model_info(), provenance_data)
         _write_text(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True)
                     + "\n")
         from .analysis.report import write_report
@@ -240,17 +246,6 @@ def _check_same_run(out: Path, tables: Sequence[int], tasks: Sequence[str], mode
                          "--out-dir.")
 
 
-def _load(model: str, device: str | None, dtype: str) -> tuple[Any, Any]:
-    import torch
-
-    from .models import load_model, load_tokenizer
-
-    bridge = load_model(model, device=device, dtype=getattr(torch, dtype))
-    tok = load_tokenizer(model)
-    torch.set_grad_enabled(False)
-    return bridge, tok
-
-
 def _stage_bar(total: int, enabled: bool) -> Any:
     """A tqdm bar over the (experiment, task) runs, or None when progress is off."""
     if not enabled or not total:
@@ -261,11 +256,10 @@ def _stage_bar(total: int, enabled: bool) -> Any:
 
 
 def _run_tasks(exp: str, tasks: Sequence[str], common: dict[str, Any], tables: Sequence[int],
-               b: Budget, out: Path, bridge: Any, tok: Any, progress: bool,
+               b: Budget, out: Path, worker: ModelScorer, progress: bool,
                log: Callable[[str], None], timing: dict[str, float], stages: Any = None) -> None:
     """One experiment on every task (resumable runs), then its tidy rows; ``stages`` (a bar
     over the runs) advances once per task."""
-    from .experiments.runner import run_config
     from .results.tidy import read_rows
 
     e = EXPERIMENTS[exp]
@@ -277,9 +271,9 @@ def _run_tasks(exp: str, tasks: Sequence[str], common: dict[str, Any], tables: S
         if stages is not None:
             stages.set_postfix_str(f"{exp} {task}")
         t1 = time.time()
-        run_config(cfg, model=bridge, tokenizer=tok, out=path, progress=progress, log=log)
+        worker.run(cfg, path, progress, log)
         if e.content_free:
-            _content_free(cfg, bridge, tok, out / "runs" / f"cf_{exp}_{task}.csv", log)
+            _content_free(cfg, worker, out / "runs" / f"cf_{exp}_{task}.csv", log)
         timing[f"{exp}_{task}"] = round(time.time() - t1, 1)
         if stages is not None:
             stages.update(1)
@@ -288,9 +282,9 @@ def _run_tasks(exp: str, tasks: Sequence[str], common: dict[str, Any], tables: S
 
 
 def _provenance(command: str | None, tables: Sequence[int], tasks: Sequence[str], model: str,
-                b: Budget, paper_model: str, scoring: str, dtype: str, bridge: Any,
+                b: Budget, paper_model: str, scoring: str, dtype: str, info: dict[str, Any],
                 data: dict[str, Any]) -> dict[str, Any]:
-    from .models import library_versions, model_info
+    from .models import library_versions
 
     return {
         "command": command or "python -m icl_tokens reproduce "
@@ -301,7 +295,7 @@ def _provenance(command: str | None, tables: Sequence[int], tasks: Sequence[str]
         "budget": {"name": b.name, "seeds": list(b.seeds), "n_test": b.n_test, "k": b.k,
                    "numbers": list(b.numbers), "description": b.description},
         "versions": library_versions(),
-        "model_info": {k: v for k, v in model_info(bridge).items()
+        "model_info": {k: v for k, v in info.items()
                        if k not in ("model_dir", "device")},
         "data": data,
     }
@@ -318,14 +312,12 @@ def _add_timing(path: Path, timing: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def _content_free(cfg: Any, model: Any, tok: Any, path: Path,
-                  log: Callable[[str], None]) -> None:
+def _content_free(cfg: Any, worker: ModelScorer, path: Path, log: Callable[[str], None]) -> None:
     """The content-free rows of a run (for contextual calibration) in a resumable results file
     keyed like every run: a torn or short file is repaired and completed, never trusted."""
-    from .analysis.calibration import CONTENT_FREE, content_free_rows
+    from .analysis.calibration import CONTENT_FREE
     from .data import load_task_data
     from .experiments.runner import result_columns, run_identity
-    from .models import check_device
     from .results import ResultsFile
     from .tasks import load_task
 
@@ -334,7 +326,7 @@ def _content_free(cfg: Any, model: Any, tok: Any, path: Path,
     names = cfg.condition_names()
     expected = {(str(s), f"content-free:{i}", c) for s in cfg.seeds
                 for i in range(len(CONTENT_FREE)) for c in names}
-    identity = {**run_identity(cfg, task, data, check_device(cfg.device)),
+    identity = {**run_identity(cfg, task, data, worker.device(cfg)),
                 "content_free": list(CONTENT_FREE)}
     with ResultsFile(path, result_columns(task, ("content_free",)), identity, {},
                      expected_keys=expected) as store:
@@ -342,7 +334,7 @@ def _content_free(cfg: Any, model: Any, tok: Any, path: Path,
             log(f"{store.path}: {n}")
         if expected <= store.done:
             return
-        df = content_free_rows(cfg, model=model, tokenizer=tok)
+        df = worker.content_free(cfg)
         rows = [r for r in df.to_dict("records")
                 if not store.is_done(int(r["seed"]), str(r["example_id"]), str(r["condition"]))]
         for r in rows:

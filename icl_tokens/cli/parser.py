@@ -13,7 +13,7 @@ from typing import Any
 from ..ablation.conditions import PAPER_ORDER
 from ..ablation.registry import NAMESPACES
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "executor_from_args"]
 
 
 def _seeds(text: str) -> list[int]:
@@ -94,6 +94,34 @@ def _shard(text: str) -> str:
 def _batch_size(text: str) -> int | str:
     """A positive integer, or ``auto`` (start large, halve on CUDA out-of-memory)."""
     return "auto" if text == "auto" else _positive(text)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return v
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    """``--executor local|ray`` and the Ray cluster options (docs/scale.md)."""
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where the work units (a seed and a block of examples each) are scored: "
+                        "here (local, default) or on Ray workers that each load the model once "
+                        "(pip install 'icl_tokens[ray]'); the rows are the same")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="with --executor ray: join this cluster (default: start a local one)")
+    p.add_argument("--ray-workers", type=_positive, default=None,
+                   help="with --executor ray: workers to start (default: as many as the "
+                        "cluster's CPUs, or GPUs with --device cuda, allow)")
+    p.add_argument("--ray-cpus", type=_non_negative_float, default=1.0,
+                   help="with --executor ray: CPUs each worker asks for (default 1)")
+    p.add_argument("--ray-gpus", type=_non_negative_float, default=None,
+                   help="with --executor ray: GPUs each worker asks for (default 1 with "
+                        "--device cuda, else 0)")
 
 
 def _add_common(p: argparse.ArgumentParser, *, many_seeds: bool) -> None:
@@ -228,6 +256,7 @@ def _add_reproduce_commands(sub: Any) -> None:
     r.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     r.add_argument("--data-source", default=None, choices=["dir", "staicc", "hf"])
     r.add_argument("--no-progress", action="store_true")
+    _add_executor_options(r)
     r.set_defaults(handler="icl_tokens.cli.reproduce:cmd_reproduce")
 
     p = sub.add_parser("report", help="rewrite the tables and reports of results folders (no "
@@ -312,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score only shard K of N of the run's (seed, block of examples) units, "
                         "into its own resumable --out; join them with 'merge' (docs/scale.md)")
     a.add_argument("--no-progress", action="store_true")
+    _add_executor_options(a)
     a.set_defaults(handler="icl_tokens.cli.commands:cmd_ablate")
 
     _add_aggregation_commands(sub)
@@ -351,3 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the offline model names").set_defaults(
         handler="icl_tokens.cli.commands:cmd_models")
     return parser
+
+
+def executor_from_args(args: argparse.Namespace, log: Any = None) -> Any:
+    """The executor the options name: ``None`` for local, else a Ray executor (a context
+    manager); Ray options without ``--executor ray`` are an error."""
+    from ..executors import make_executor
+
+    if args.executor != "ray" and (args.ray_cpus != 1.0 or args.ray_gpus is not None):
+        raise ValueError("--ray-cpus and --ray-gpus need --executor ray.")
+    return make_executor(args.executor, address=args.ray_address, workers=args.ray_workers,
+                         num_cpus=args.ray_cpus, num_gpus=args.ray_gpus, log=log)

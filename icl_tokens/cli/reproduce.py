@@ -8,24 +8,30 @@ import shlex
 from pathlib import Path
 
 from .notes import note
+from .parser import executor_from_args
 
 __all__ = ["cmd_reproduce", "cmd_report"]
 
 
+#: Options that say where a folder was computed, not what it holds (left out of the command).
+_WHERE = ("--out-dir", "--executor", "--ray-address", "--ray-workers", "--ray-cpus",
+          "--ray-gpus")
+
+
 def _command(argv: list[str]) -> str:
-    """The command recorded in the provenance: what was run, not where its output went
-    (``--out-dir`` and ``--no-progress`` left out, so a folder regenerated elsewhere is
-    byte-identical)."""
+    """The command recorded in the provenance: what was run, not where (``--out-dir``,
+    ``--no-progress``, ``--executor`` and the Ray options left out, so a folder regenerated
+    elsewhere, or on a Ray cluster, is byte-identical)."""
     kept: list[str] = []
     skip = False
     for a in argv:
         if skip:
             skip = False
             continue
-        if a == "--out-dir":
+        if a in _WHERE:
             skip = True
             continue
-        if a.startswith("--out-dir=") or a == "--no-progress":
+        if a.split("=", 1)[0] in _WHERE or a == "--no-progress":
             continue
         kept.append(a)
     return "python -m icl_tokens " + " ".join(shlex.quote(a) for a in kept)
@@ -37,11 +43,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     tables = parse_tables(args.tables)
     tasks = args.tasks  # None (not given): the paper's six; "" or "," is an error
     command = _command(args.argv or [])
-    out = reproduce(tables, model=args.model, tasks=tasks, budget=args.budget,
-                    out_dir=args.out_dir, scoring=args.scoring, paper_model=args.paper_model,
-                    batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-                    data_source=args.data_source, progress=not args.no_progress,
-                    log=note, command=command.strip())
+    executor = executor_from_args(args, log=note)
+    try:
+        out = reproduce(tables, model=args.model, tasks=tasks, budget=args.budget,
+                        out_dir=args.out_dir, scoring=args.scoring,
+                        paper_model=args.paper_model, batch_size=args.batch_size,
+                        device=args.device, dtype=args.dtype, data_source=args.data_source,
+                        progress=not args.no_progress, log=note, command=command.strip(),
+                        executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     report = (out / "report.md").read_text(encoding="utf-8")
     print(report.split("## Provenance")[0].rstrip())
     print(f"\nresults folder: {out} (report.md, report.html, tables/, tidy/, runs/)")

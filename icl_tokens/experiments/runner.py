@@ -32,7 +32,8 @@ from ..results.tidy import read_rows
 from ..tasks import TaskSpec, load_task
 
 __all__ = ["RunContext", "run_experiment", "run_config", "result_columns", "task_hash",
-           "sliding_window", "result_row", "data_note", "run_identity", "print_note"]
+           "sliding_window", "result_row", "data_note", "run_identity", "print_note",
+           "test_chunks", "score_chunk"]
 
 BASE_COLUMNS = ("model", "task", "seed", "k", "example_id", "condition", "gold", "prediction",
                 "correct", "valid", "continuation", "label_prediction", "label_correct")
@@ -148,6 +149,7 @@ def run_experiment(
     meta: dict[str, Any] | None = None,
     extra_columns: Sequence[str] = (),
     validate_model: Callable[[Any], None] | None = None,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """Run (or resume) an experiment and return its tidy rows.
 
@@ -166,6 +168,10 @@ def run_experiment(
         extra_columns: Columns taken from ``item.meta`` (e.g. removed-token counts).
         validate_model: Extra checks against the loaded model (e.g. layers/heads in range),
             run before any output is created.
+        executor: ``None``: score here; a
+            :class:`~icl_tokens.executors.ray_executor.RayExecutor`: score the work units on its
+            workers, which load ``cfg`` 's model themselves (so ``model`` must be None); the rows
+            are the same.
     """
 
     from ..models import check_device, library_versions, model_info
@@ -185,7 +191,14 @@ def run_experiment(
         episodes = shard_episodes(episodes, cfg.shard, cfg.chunk_examples)
     expected = {(str(e.seed), t.id, c) for e in episodes for t in e.tests for c in conditions}
     columns = result_columns(task, extra_columns)
-    if model is not None:
+    facts: dict[str, Any] = {}
+    if executor is not None:
+        if model is not None:
+            raise ValueError("a remote executor's workers load the model from cfg.model; pass "
+                             "model=None (and tokenizer=None) with executor=.")
+        facts = executor.start(cfg)
+        device = facts["device"]
+    elif model is not None:
         device = str(next(model.parameters()).device)
     else:
         device = check_device(cfg.device)
@@ -205,17 +218,27 @@ def run_experiment(
             df.attrs["data"] = data_note(data, cfg.model, cfg.seeds, cfg.n_test)
             return df
     try:
-        model, tokenizer = model_for(cfg, model, tokenizer)
-        if validate_model is not None:
-            validate_model(model)
+        if executor is None:
+            model, tokenizer = model_for(cfg, model, tokenizer)
+            if validate_model is not None:
+                validate_model(model)
+            info = model_info(model)
+        else:
+            if validate_model is not None:
+                executor.call(_check_model, validate_model)
+            info = facts["model_info"]
         if out is not None and store is None:
             store = ResultsFile(out, columns, identity, sidecar_meta, expected_keys=expected)
         if store is not None:
-            store.update_meta({"model_info": model_info(model)})
+            store.update_meta({"model_info": info})
             if store.done:
                 log(f"{store.path}: resuming, {len(store.done)} of {len(expected)} rows done")
-        rows = _score_all(cfg, task, data, episodes, conditions, model, tokenizer, build_items,
-                          store, progress, log, extra_columns, len(expected))
+        if executor is None:
+            rows = _score_all(cfg, task, data, episodes, conditions, model, tokenizer,
+                              build_items, store, progress, log, extra_columns, len(expected))
+        else:
+            rows = _score_remote(executor, cfg, task, data, episodes, conditions, build_items,
+                                 store, progress, log, extra_columns)
         if store is not None:  # a resumed or repaired file: the rows of an uninterrupted run
             store.canonicalize([(e.seed, t.id, c) for e in episodes for t in e.tests
                                 for c in conditions])
@@ -233,8 +256,8 @@ def run_experiment(
 
 def run_config(cfg: Any, *, model: Any = None, tokenizer: Any = None,
                out: str | Path | None = None, progress: bool = True,
-               log: Callable[[str], None] | None = None, meta: dict[str, Any] | None = None
-               ) -> pd.DataFrame:
+               log: Callable[[str], None] | None = None, meta: dict[str, Any] | None = None,
+               executor: Any = None) -> pd.DataFrame:
     """Run (or resume) the experiment a config declares and return its tidy rows.
 
     The config supplies everything: its conditions (``cfg.conditions``), how an episode becomes
@@ -246,7 +269,48 @@ def run_config(cfg: Any, *, model: Any = None, tokenizer: Any = None,
     return run_experiment(cfg, cfg.build_items, cfg.condition_names(), model=model,
                           tokenizer=tokenizer, out=out, progress=progress, log=log,
                           meta={**(meta or {}), **cfg.sidecar_meta()},
-                          extra_columns=cfg.extra_columns(), validate_model=cfg.check_model)
+                          extra_columns=cfg.extra_columns(), validate_model=cfg.check_model,
+                          executor=executor)
+
+
+def test_chunks(cfg: Any, episodes: Sequence[Episode], conditions: Sequence[str],
+                store: ResultsFile | None) -> list[Episode]:
+    """The run's work units in order: per episode, blocks of ``cfg.chunk_examples`` of the test
+    examples that still lack a row (each a copy of the episode holding only that block)."""
+    out = []
+    for ep in episodes:
+        tests = [t for t in ep.tests if store is None
+                 or not all(store.is_done(ep.seed, t.id, c) for c in conditions)]
+        for s in range(0, len(tests), cfg.chunk_examples):
+            out.append(dataclasses.replace(ep, tests=tuple(tests[s : s + cfg.chunk_examples])))
+    return out
+
+
+def score_chunk(cfg: Any, ctx: RunContext, chunk: Episode,
+                build_items: Callable[[RunContext, Episode], list[Item]],
+                is_done: Callable[[int, str, str], bool], sizer: BatchSize,
+                prefix_cache: PrefixCache, extra: Sequence[str] = (),
+                progress: Callable[[int], Any] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The tidy rows of one work unit (rows ``is_done`` names are skipped) and how many of its
+    prompts are longer than the model's sliding window; the same code locally and on a worker."""
+    items = build_items(ctx, chunk)
+    window = sliding_window(ctx.model)
+    long_prompts = sum(len(it) > window for it in items) if window is not None else 0
+    items = [it for it in items if not is_done(chunk.seed, it.example_id, it.condition)]
+    res = score_items(ctx.model, ctx.tokenizer, items, scoring=cfg.scoring, engine=cfg.engine,
+                      batch_size=sizer, prefix_cache=prefix_cache, progress=progress)
+    return [result_row(cfg, ctx.task, r, extra) for r in res], long_prompts
+
+
+def log_scoring_notes(notes: Sequence[str], long_prompts: int, window: int | None,
+                      log: Callable[[str], None]) -> None:
+    """The notes of a run's scoring: batch halvings and prompts past the sliding window."""
+    for note in notes:
+        log(f"note: {note}")
+    if long_prompts:
+        log(f"note: {long_prompts} scored prompts are longer than the model's sliding window "
+            f"({window} tokens): its local-attention layers already hide the farthest keys "
+            "(see the n_tokens column).")
 
 
 def _score_all(cfg: Any, task: TaskSpec, data: TaskData, episodes: list[Episode],
@@ -255,39 +319,64 @@ def _score_all(cfg: Any, task: TaskSpec, data: TaskData, episodes: list[Episode]
                store: ResultsFile | None, progress: bool, log: Callable[[str], None],
                extra: Sequence[str], total: int) -> list[dict[str, Any]]:
     ctx = RunContext(task, data, tokenizer, LabelSet.for_task(task, tokenizer), model)
-    window = sliding_window(model)
     sizer = BatchSize.of(cfg.batch_size)  # one per run: a size halved on out-of-memory stays
+    is_done = store.is_done if store is not None else (lambda *key: False)
     long_prompts = 0
     rows: list[dict[str, Any]] = []
+    cache, cache_seed = PrefixCache(), None  # one per episode
     bar = _progress(total, len(store.done) if store else 0, progress)
     try:
-        for ep in episodes:
-            tests = [t for t in ep.tests if store is None
-                     or not all(store.is_done(ep.seed, t.id, c) for c in conditions)]
-            prefix_cache = PrefixCache()
-            for s in range(0, len(tests), cfg.chunk_examples):
-                chunk = dataclasses.replace(ep, tests=tuple(tests[s : s + cfg.chunk_examples]))
-                items = build_items(ctx, chunk)
-                if window is not None:
-                    long_prompts += sum(len(it) > window for it in items)
-                if store is not None:
-                    items = [it for it in items
-                             if not store.is_done(ep.seed, it.example_id, it.condition)]
-                res = score_items(model, tokenizer, items, scoring=cfg.scoring,
-                                  engine=cfg.engine, batch_size=sizer,
-                                  prefix_cache=prefix_cache,
-                                  progress=bar.update if bar else None)
-                new = [result_row(cfg, task, r, extra) for r in res]
-                if store is not None:
-                    store.append(new)
-                rows.extend(new)
+        for chunk in test_chunks(cfg, episodes, conditions, store):
+            if chunk.seed != cache_seed:
+                cache, cache_seed = PrefixCache(), chunk.seed
+            new, n_long = score_chunk(cfg, ctx, chunk, build_items, is_done, sizer, cache,
+                                      extra, bar.update if bar else None)
+            long_prompts += n_long
+            if store is not None:
+                store.append(new)
+            rows.extend(new)
     finally:
         if bar:
             bar.close()
-    for note in sizer.notes:
-        log(f"note: {note}")
-    if long_prompts:
-        log(f"note: {long_prompts} scored prompts are longer than the model's sliding window "
-            f"({window} tokens): its local-attention layers already hide the farthest keys "
-            "(see the n_tokens column).")
+    log_scoring_notes(sizer.notes, long_prompts, sliding_window(model), log)
     return rows
+
+
+def _check_model(model: Any, tokenizer: Any, validate_model: Callable[[Any], None]) -> None:
+    validate_model(model)
+
+
+def _score_remote(executor: Any, cfg: Any, task: TaskSpec, data: TaskData,
+                  episodes: list[Episode], conditions: list[str],
+                  build_items: Callable[[RunContext, Episode], list[Item]],
+                  store: ResultsFile | None, progress: bool, log: Callable[[str], None],
+                  extra: Sequence[str]) -> list[dict[str, Any]]:
+    """Score the run's units on ``executor`` 's workers; each unit's rows are appended to
+    ``store`` (here, on the driver) as it completes. Returns the rows in the run's order."""
+    chunks = test_chunks(cfg, episodes, conditions, store)
+    dones = [frozenset((t.id, c) for t in ch.tests for c in conditions
+                       if store is not None and store.is_done(ch.seed, t.id, c))
+             for ch in chunks]
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    long_prompts = 0
+
+    def on_result(res: Any) -> None:
+        nonlocal long_prompts
+        if store is not None:
+            store.append(res.rows)
+        rows.extend(res.rows)
+        notes.extend(res.notes)
+        long_prompts += res.long_prompts
+
+    executor.score_units(cfg, build_items, task, data, extra, chunks, dones, on_result,
+                         progress)
+    window = executor.call(_window) if long_prompts else None
+    log_scoring_notes(notes, long_prompts, window, log)
+    order = {(str(e.seed), t.id, c): i for i, (e, t, c) in enumerate(
+        (e, t, c) for e in episodes for t in e.tests for c in conditions)}
+    return sorted(rows, key=lambda r: order[(str(r["seed"]), r["example_id"], r["condition"])])
+
+
+def _window(model: Any, tokenizer: Any) -> int | None:
+    return sliding_window(model)
