@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 from ..plugins import load_plugins
 from ..results.lock import terminate_as_interrupt
 from .commands import categorize_records
-from .parser import _int_list, build_parser
+from .options import _int_list
+from .parser import build_parser
 
 __all__ = ["main", "build_parser", "categorize_records", "_int_list"]
 

@@ -18,7 +18,7 @@ __all__ = ["add_atlas_parsers", "cmd_atlas", "cmd_atlas_report", "atlas_summary"
 def add_atlas_parsers(sub: Any) -> None:
     """Register ``atlas`` and ``atlas-report`` (from
     :func:`~icl_tokens.cli.parser.build_parser`)."""
-    from .parser import _add_common, _batch_size, _int_list
+    from .options import _add_common, _batch_size, _int_list
 
     a = sub.add_parser("atlas", help="per-token criticality atlas: one knockout per "
                        "demonstration token (exact margin change) beside a one-pass "

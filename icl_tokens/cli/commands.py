@@ -173,7 +173,7 @@ def _ablate_config(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
              if c.table and c.label}
 
     def run(cfg: Any, out: Path, progress: bool) -> Any:
-        from .parser import executor_from_args
+        from .options import executor_from_args
 
         executor = executor_from_args(args, log=note)
         if executor is None:

@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 from .notes import note
-from .parser import executor_from_args
+from .options import executor_from_args
 
 __all__ = ["cmd_reproduce", "cmd_report"]
 
