@@ -40,12 +40,12 @@ def test_cli_reproduce_empty_tasks_exits_2_before_any_folder(tiny_dir, tmp_path,
 
 def test_reproduce_unwritable_out_dir_fails_before_the_model_loads(tiny_dir, tmp_path,
                                                                    monkeypatch, capsys):
-    from icl_tokens import reproduce as rep
+    from icl_tokens.executors import scorer
 
     def boom(*a, **k):
         raise AssertionError("the model loaded before the folder was checked")
 
-    monkeypatch.setattr(rep, "_load", boom)
+    monkeypatch.setattr(scorer, "_load", boom)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["reproduce", "--tables", "2", "--model", str(tiny_dir), "--tasks", "sst2",

@@ -21,10 +21,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .code import knockout_source
 from .pattern import MEAN_HEADS, pattern_view
@@ -40,25 +39,12 @@ __all__ = ["EXTRA_CATEGORIES", "ExplorerState", "MEAN_HEADS", "QUERY_SCOPES", "S
            "save_view", "static_view", "token_infos", "update_view"]
 
 
-@contextlib.contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """Transformers' progress bars off (a "Loading weights" bar would sit in the app)."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
 def load_quietly(name: str) -> tuple[Any, Any]:
     """``(load_model(name), load_tokenizer(name))`` without progress bars (for an app)."""
     from ..models import load_model, load_tokenizer
+    from ..models.load import quiet_weights
 
-    with _no_progress_bars():
+    with quiet_weights():  # the hub path and the tokenizer build draw bars too
         return load_model(name), load_tokenizer(name)
 
 

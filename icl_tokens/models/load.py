@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 __all__ = [
-    "DTYPES", "check_device", "load_model", "model_context_length", "model_info", "torch_dtype",
+    "DTYPES", "check_device", "load_model", "model_context_length", "model_info", "quiet_weights",
+    "torch_dtype",
 ]
 
 #: Parameter dtypes :func:`load_model` accepts by name.
@@ -188,15 +189,15 @@ def load_model(
             raise hub_oserror(name, err) from err
         return _tag(bridge, name, None)
     model_dir = _ensure_known(name, Path(where), verify=verify) if kind == "known" else Path(where)
-    with offline_env(), _quiet_weights():
+    with offline_env(), quiet_weights():
         bridge = _boot(str(model_dir), device, dtype, **placement)
     return _tag(bridge, name, model_dir)
 
 
 @contextlib.contextmanager
-def _quiet_weights() -> Iterator[None]:
-    """No "Loading weights" bar for a local model (it takes a second; in a notebook or a
-    Voila app the bar would stay behind as a stray widget)."""
+def quiet_weights() -> Iterator[None]:
+    """Transformers' progress bars off while loading (a "Loading weights" bar takes a second,
+    and in a notebook or a Voila app it would stay behind as a stray widget)."""
     from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
