@@ -174,38 +174,19 @@ def run_experiment(
             are the same.
     """
 
-    from ..models import check_device, library_versions, model_info
+    from ..models import library_versions
 
-    if log is None:
-        log = print_note
-    task = load_task(cfg.task)
-    data = load_task_data(task, source=cfg.data_source)
-    log(f"data: {data.source} ({data.location}); {data.notes}")
-    episodes = [sample_episode(data, s, k=cfg.k, n_test=cfg.n_test) for s in cfg.seeds]
+    log = print_note if log is None else log
     conditions = list(conditions)
-    shard_plan = None
-    if getattr(cfg, "shard", None) is not None:  # only this shard's work units
-        from ..results.shard import run_plan, shard_episodes
-
-        shard_plan = run_plan(episodes, conditions, cfg.chunk_examples)
-        episodes = shard_episodes(episodes, cfg.shard, cfg.chunk_examples)
+    task, data, episodes, shard_plan = _plan(cfg, conditions, log)
     expected = {(str(e.seed), t.id, c) for e in episodes for t in e.tests for c in conditions}
     columns = result_columns(task, extra_columns)
-    facts: dict[str, Any] = {}
-    if executor is not None:
-        if model is not None:
-            raise ValueError("a remote executor's workers load the model from cfg.model; pass "
-                             "model=None (and tokenizer=None) with executor=.")
-        facts = executor.start(cfg)
-        device = facts["device"]
-    elif model is not None:
-        device = str(next(model.parameters()).device)
-    else:
-        device = check_device(cfg.device)
+    device, facts = _device(cfg, model, executor)
     identity = run_identity(cfg, task, data, device)
     sidecar_meta = {**(meta or {}), "versions": library_versions(),
                     "config": dataclasses.asdict(cfg),
                     **({"shard_plan": shard_plan} if shard_plan is not None else {})}
+    note = data_note(data, cfg.model, cfg.seeds, cfg.n_test)
     store: ResultsFile | None = None
     if out is not None and Path(out).exists():  # resume: nothing is created
         store = ResultsFile(out, columns, identity, sidecar_meta, expected_keys=expected)
@@ -214,19 +195,9 @@ def run_experiment(
         if expected <= store.done:
             log(f"{store.path}: complete ({len(store.done)} rows); nothing to do")
             store.close()
-            df = read_rows(out)
-            df.attrs["data"] = data_note(data, cfg.model, cfg.seeds, cfg.n_test)
-            return df
+            return _with_note(read_rows(out), note)
     try:
-        if executor is None:
-            model, tokenizer = model_for(cfg, model, tokenizer)
-            if validate_model is not None:
-                validate_model(model)
-            info = model_info(model)
-        else:
-            if validate_model is not None:
-                executor.call(_check_model, validate_model)
-            info = facts["model_info"]
+        model, tokenizer, info = _model(cfg, model, tokenizer, executor, validate_model, facts)
         if out is not None and store is None:
             store = ResultsFile(out, columns, identity, sidecar_meta, expected_keys=expected)
         if store is not None:
@@ -249,9 +220,61 @@ def run_experiment(
     finally:
         if store is not None:
             store.close()
-    df = read_rows(out) if out is not None else pd.DataFrame(rows, columns=columns)
-    df.attrs["data"] = data_note(data, cfg.model, cfg.seeds, cfg.n_test)
+    return _with_note(read_rows(out) if out is not None else pd.DataFrame(rows, columns=columns),
+                      note)
+
+
+def _with_note(df: pd.DataFrame, note: str) -> pd.DataFrame:
+    df.attrs["data"] = note
     return df
+
+
+def _plan(cfg: Any, conditions: list[str], log: Callable[[str], None]
+          ) -> tuple[TaskSpec, TaskData, list[Episode], Any]:
+    """The task, its data, the run's episodes (only this shard's work units when sharded) and
+    the shard plan."""
+    task = load_task(cfg.task)
+    data = load_task_data(task, source=cfg.data_source)
+    log(f"data: {data.source} ({data.location}); {data.notes}")
+    episodes = [sample_episode(data, s, k=cfg.k, n_test=cfg.n_test) for s in cfg.seeds]
+    shard_plan = None
+    if getattr(cfg, "shard", None) is not None:
+        from ..results.shard import run_plan, shard_episodes
+
+        shard_plan = run_plan(episodes, conditions, cfg.chunk_examples)
+        episodes = shard_episodes(episodes, cfg.shard, cfg.chunk_examples)
+    return task, data, episodes, shard_plan
+
+
+def _device(cfg: Any, model: Any, executor: Any) -> tuple[str, dict[str, Any]]:
+    """Where the rows are computed (in the identity), and an executor's facts."""
+    from ..models import check_device
+
+    if executor is not None:
+        if model is not None:
+            raise ValueError("a remote executor's workers load the model from cfg.model; pass "
+                             "model=None (and tokenizer=None) with executor=.")
+        facts = executor.start(cfg)
+        return facts["device"], facts
+    if model is not None:
+        return str(next(model.parameters()).device), {}
+    return check_device(cfg.device), {}
+
+
+def _model(cfg: Any, model: Any, tokenizer: Any, executor: Any,
+           validate_model: Callable[[Any], None] | None, facts: dict[str, Any]
+           ) -> tuple[Any, Any, dict[str, Any]]:
+    """The model and tokenizer here (none with an executor), checked, and the model info."""
+    from ..models import model_info
+
+    if executor is not None:
+        if validate_model is not None:
+            executor.call(_check_model, validate_model)
+        return None, None, facts["model_info"]
+    model, tokenizer = model_for(cfg, model, tokenizer)
+    if validate_model is not None:
+        validate_model(model)
+    return model, tokenizer, model_info(model)
 
 
 def run_config(cfg: Any, *, model: Any = None, tokenizer: Any = None,
