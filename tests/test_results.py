@@ -163,9 +163,9 @@ def test_append_is_one_write_and_a_failed_write_is_rolled_back(tmp_path, monkeyp
         calls.append(bytes(data))
         return real_write(fd, data)
 
-    monkeypatch.setattr(R.os, "write", spy)
+    monkeypatch.setattr(os, "write", spy)
     rf.append([row(1), row(2), row(3)])
-    monkeypatch.setattr(R.os, "write", real_write)
+    monkeypatch.setattr(os, "write", real_write)
     assert calls == [csv_bytes(row(1), row(2), row(3))]
 
     def torn(fd: int, data: bytes) -> int:
@@ -173,10 +173,10 @@ def test_append_is_one_write_and_a_failed_write_is_rolled_back(tmp_path, monkeyp
         raise OSError(28, "No space left on device")
 
     size = p.stat().st_size
-    monkeypatch.setattr(R.os, "write", torn)
+    monkeypatch.setattr(os, "write", torn)
     with pytest.raises(ValueError, match="No space left.*r.csv|r.csv.*No space left"):
         rf.append([row(4)])
-    monkeypatch.setattr(R.os, "write", real_write)
+    monkeypatch.setattr(os, "write", real_write)
     assert p.stat().st_size == size and not rf.is_done(0, "test:4", "icl")
     rf.close()
     with open_rf(p) as again:

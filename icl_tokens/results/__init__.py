@@ -56,33 +56,15 @@ Modules:
 
 from __future__ import annotations
 
-import os  # noqa: F401  (tests patch ``results.os.write``)
-
 from .errors import ResultsCorruptError, ResultsLockedError, ResultsMismatchError
 from .file import ResultsFile
 from .lock import FolderLock, ResultsLock, lock_path, terminate_as_interrupt
 from .records import (
-    _FIELD,
-    _INT,
-    _OPEN_QUOTE,
-    _PARTIAL,
-    _PLAIN,
-    _QUOTED,
-    _RECORD,
     BINARY_COLUMNS,
     INT_COLUMNS,
     KEY,
     SCORE_PREFIX,
     Key,
-    _append_once,
-    _atomic_write,
-    _cell,
-    _diagnose,
-    _fmt_key,
-    _parse_at,
-    _Record,
-    _Schema,
-    _short,
     check_output_path,
     make_parents,
     sidecar_path,
@@ -104,10 +86,5 @@ __all__ = [
     "make_parents",
     "sidecar_path",
     "terminate_as_interrupt",
+    "Key",
 ]
-
-# Private names stay importable from here for old callers. Monkeypatch them where they are
-# looked up (``records._atomic_write``, ``file._append_once``), not on this package.
-_PRIVATE = (Key, _Record, _Schema, _append_once, _atomic_write, _cell, _diagnose,
-            _fmt_key, _parse_at, _short, _FIELD, _INT, _OPEN_QUOTE, _PARTIAL, _PLAIN,
-            _QUOTED, _RECORD)
