@@ -25,7 +25,7 @@ footnote 5):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from jaxtyping import Bool
@@ -34,8 +34,8 @@ from ..categorize import BITS
 from .conditions import REGISTRY, TOKEN_CONDITIONS
 from .selection import KINDS, kind_rule
 
-__all__ = ["TokenRemoval", "TOKEN_CONDITIONS", "removed_positions", "removal_counts",
-           "parse_token_condition"]
+__all__ = ["TokenRemoval", "remove_tokens", "TOKEN_CONDITIONS", "removed_positions",
+           "removal_counts", "parse_token_condition"]
 
 SCOPES = ("all", "demos")
 
@@ -119,7 +119,17 @@ class TokenRemoval:
     def apply(self, item: object) -> object:
         """The item with the dropped positions removed; ``meta`` gets the removed counts and
         the scope."""
-        drop = self.drop(item)
-        counts = removal_counts(item.codes, drop)  # type: ignore[attr-defined]
-        return item.keep(~drop, condition=self.condition,  # type: ignore[attr-defined]
-                         meta={**counts, "scope": self.scope})
+        return remove_tokens(item, self.kinds, keep_last=self.keep_last, scope=self.scope,
+                             restore_in_demos=self.restore_in_demos,
+                             condition=self.condition)
+
+
+def remove_tokens(item: Any, kinds: Iterable[str], *, keep_last: bool = False,
+                  scope: str = "all", restore_in_demos: bool = False,
+                  condition: str | None = None) -> Any:
+    """``item`` with the positions of :func:`removed_positions` dropped; ``meta`` gets the
+    removed counts (:func:`removal_counts`) and the scope."""
+    drop = removed_positions(item.codes, item.demo, item.roles, kinds, scope=scope,
+                             keep_last=keep_last, restore_in_demos=restore_in_demos and keep_last)
+    return item.keep(~drop, condition=condition,
+                     meta={**removal_counts(item.codes, drop), "scope": scope})

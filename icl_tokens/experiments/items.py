@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from ..ablation.condition import Condition, Options
-from ..ablation.removal import removal_counts, removed_positions
+from ..ablation.removal import remove_tokens
 from ..categorize import categorize
 from ..engine.items import Item, LabelSet
 from ..episodes import Episode
@@ -85,11 +85,7 @@ def condition_item(source: PromptSource, test: Example, condition: Condition,
                        condition.prompt_shots)
     removal = condition.removal_under(options)
     if removal is not None:
-        drop = removed_positions(item.codes, item.demo, item.roles, removal["kinds"],
-                                 scope=removal["scope"], keep_last=removal["keep_last"],
-                                 restore_in_demos=removal["restore_in_demos"])
-        item = item.keep(~drop, meta={**removal_counts(item.codes, drop),
-                                      "scope": removal["scope"]})
+        item = remove_tokens(item, **removal)
     item = item.with_knockout(condition.knockout_under(options), condition.name)
     extra = condition.row_meta
     return dataclasses.replace(item, meta={**item.meta, **extra}) if extra else item
