@@ -213,14 +213,12 @@ def test_attention_never_writes_nan_and_names_an_overflowing_dtype(tmp_path_fact
 @pytest.mark.parametrize("command", ["probe", "attention"])
 def test_an_unwritable_figure_fails_before_the_model_loads(command, tiny_dir, data_dir,
                                                            tmp_path, monkeypatch, capsys):
-    import icl_tokens.aggregation.attention_run as attention_run
-    import icl_tokens.aggregation.probe_run as probe_run
+    import icl_tokens.experiments.runner as runner
 
     def no_model(*args, **kw):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(probe_run, "model_for", no_model)
-    monkeypatch.setattr(attention_run, "model_for", no_model)
+    monkeypatch.setattr(runner, "model_for", no_model)  # RunSetup.model_here loads through it
     (tmp_path / "file").write_text("x")
     out = tmp_path / "rows.csv"
     assert main([command, "--model", str(tiny_dir), "--task", "sst2", "--seeds", "0",

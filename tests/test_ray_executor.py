@@ -162,3 +162,113 @@ def test_ray_options_need_the_ray_executor(tmp_path, capsys):
 def test_workers_the_cluster_cannot_hold_are_refused(executor, tiny_dir):
     with pytest.raises(ValueError, match="do not fit the cluster's 2 CPU"):
         RayExecutor(workers=3, log=lambda s: None).start(_cfg(tiny_dir))
+
+
+# ------------------------------------------------- the other resumable experiments on Ray
+def _same_csv(a: Path, b: Path, skip: tuple[str, ...] = ()) -> None:
+    """Two CSVs equal row for row: text exactly, numbers within 1e-5 (``skip``: wall times)."""
+    x = pd.read_csv(a, dtype=str, keep_default_na=False).drop(columns=list(skip))
+    y = pd.read_csv(b, dtype=str, keep_default_na=False).drop(columns=list(skip))
+    assert list(x.columns) == list(y.columns) and len(x) == len(y) > 0
+    for c in x.columns:
+        nx, ny = pd.to_numeric(x[c], errors="coerce"), pd.to_numeric(y[c], errors="coerce")
+        if nx.notna().all() and ny.notna().all() and (x[c] != "").all():
+            assert (nx - ny).abs().max() <= 1e-5, c
+        else:
+            assert x[c].tolist() == y[c].tolist(), c
+
+
+ATLAS_TIMES = ("exact_s", "attribution_s")
+
+
+def _atlas_cfg(tiny_dir: Path):
+    from icl_tokens.atlas.run import AtlasConfig
+
+    return AtlasConfig(model=str(tiny_dir), task="sst2", seeds=(0, 1), k=2, n_test=2,
+                       batch_size=16)
+
+
+def test_atlas_equals_local_run_and_survives_a_killed_worker(executor, tiny_dir, data_dir,
+                                                             tmp_path):
+    """``atlas`` units (one test example each, a module-level function and plain data) run on
+    the workers; the CSV equals the local one; a worker killed after its first unit is
+    restarted and nothing is lost or written twice."""
+    from icl_tokens.atlas.run import run_atlas
+
+    local = run_atlas(_atlas_cfg(tiny_dir), out=tmp_path / "local.csv", progress=False,
+                      log=lambda s: None)
+    killed: list[int] = []
+
+    def kill_first(res):
+        if not killed:
+            killed.append(res.pid)
+            os.kill(res.pid, signal.SIGKILL)
+
+    executor.on_unit = kill_first
+    try:
+        remote = run_atlas(_atlas_cfg(tiny_dir), out=tmp_path / "ray.csv", progress=False,
+                           log=lambda s: None, executor=executor)
+    finally:
+        executor.on_unit = None
+    assert killed and executor.runs[-1]["units"] == 4
+    _same_csv(tmp_path / "local.csv", tmp_path / "ray.csv", skip=ATLAS_TIMES)
+    assert not remote.duplicated(["seed", "example_id", "position"]).any()
+    assert len(remote) == len(local)
+    # a rerun through Ray computes nothing; a lost example is the only unit recomputed
+    run_atlas(_atlas_cfg(tiny_dir), out=tmp_path / "ray.csv", progress=False,
+              log=lambda s: None, executor=executor)
+    assert executor.runs[-1]["units"] == 0
+    lines = (tmp_path / "ray.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "ray.csv").write_text("".join(lines[:-3]), encoding="utf-8")
+    run_atlas(_atlas_cfg(tiny_dir), out=tmp_path / "ray.csv", progress=False,
+              log=lambda s: None, executor=executor)
+    assert executor.runs[-1]["units"] == 1
+    _same_csv(tmp_path / "local.csv", tmp_path / "ray.csv", skip=ATLAS_TIMES)
+
+
+def test_probe_and_attention_equal_local_runs(executor, tiny_dir, data_dir, tmp_path):
+    """Probe features are captured on the workers and stored and fitted here; attention-mass
+    batches run on the workers; both files equal the local runs'."""
+    from icl_tokens.aggregation.attention_run import AttentionConfig, run_attention
+    from icl_tokens.aggregation.probe_run import ProbeConfig, run_probes
+
+    probe = dict(model=str(tiny_dir), task="sst2", seeds=(0,), k=2, n_test=12,
+                 positions=("label", "t_out.colon"), folds=3, inner_folds=2, permutations=2,
+                 batch_size=4, aggregation=True)
+    attention = dict(model=str(tiny_dir), task="sst2", seeds=(0, 1), k=2, n_test=3,
+                     batch_size=2, aggregation=True)
+    for name, cfg, run in (("probe", ProbeConfig, run_probes),
+                           ("attention", AttentionConfig, run_attention)):
+        run(cfg(**(probe if name == "probe" else attention)), out=tmp_path / f"{name}-local.csv",
+            progress=False, log=lambda s: None)
+        run(cfg(**(probe if name == "probe" else attention)), out=tmp_path / f"{name}-ray.csv",
+            progress=False, log=lambda s: None, executor=executor)
+        assert executor.runs[-1]["units"] == (6 if name == "probe" else 8), name  # 2 knockouts
+        _same_csv(tmp_path / f"{name}-local.csv", tmp_path / f"{name}-ray.csv")
+    assert not (tmp_path / "probe-ray.csv.features").exists()  # complete: features removed
+
+
+@pytest.mark.parametrize("command", [
+    ["windows", "--conditions", "+template", "--width", "1"],
+    ["control", "--conditions", "icl-content", "--draws", "2"],
+    ["variants", "--tables", "8", "--numbers", "1", "--scoring", "label"],
+    ["ablate", "--conditions", "icl,+template", "--scoring", "label", "--aggregation",
+     "--compare"],
+    ["atlas", "--groups", "none"],
+], ids=lambda c: c[0] + ("-aggregation" if "--aggregation" in c else ""))
+def test_cli_commands_with_ray_executor(command, executor, tiny_dir, data_dir, tmp_path,
+                                        capsys):
+    """Every resumable sub-command takes ``--executor ray`` and writes the local run's rows."""
+    address = ray.get_runtime_context().gcs_address
+    common = [*command, "--model", str(tiny_dir), "--task", "sst2", "--seeds", "0,1", "--k",
+              "2", "--n-test", "2", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "local.csv")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ray.csv"), "--executor", "ray",
+                 "--ray-address", address, "--ray-workers", "1", "--ray-cpus", "0"]) == 0
+    skip = ATLAS_TIMES if command[0] == "atlas" else ()
+    _same_csv(tmp_path / "local.csv", tmp_path / "ray.csv", skip=skip)
+    if "--compare" in command:
+        from icl_tokens.aggregation.experiment import baseline_path
+
+        _same_csv(baseline_path(tmp_path / "local.csv"), baseline_path(tmp_path / "ray.csv"))
+    assert "ray: 1 worker(s) loaded" in capsys.readouterr().err

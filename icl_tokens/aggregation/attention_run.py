@@ -24,10 +24,11 @@ from ..engine.items import Item, LabelSet
 from ..episodes import sample_episode
 from ..experiments.config import RunConfig
 from ..experiments.items import prompt_item
-from ..experiments.runner import data_note, model_for
+from ..experiments.runner import data_note
 from .attention_mass import COUNTS, QUERY_SCOPES, attention_mass, key_groups
 from .loop import (
     Unit,
+    UnitContext,
     check_paths,
     chunks,
     knockout_set,
@@ -96,31 +97,35 @@ def run_attention(
     cfg: AttentionConfig, *, model: Any = None, tokenizer: Any = None,
     out: str | Path | None = None, progress: bool = True,
     log: Callable[[str], None] | None = None, on_unit: Callable[[str], None] | None = None,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """Run (or resume) an attention-mass run; returns its rows (:func:`attention_columns`).
 
     Arguments as :func:`~icl_tokens.aggregation.probe_run.run_probes`; ``on_unit`` gets labels
-    such as ``icl seed 0 test:12..test:40`` (test examples of one batch).
+    such as ``icl seed 0 test:12..test:40`` (test examples of one batch). ``executor``: run the
+    units on a :class:`~icl_tokens.executors.ray_executor.RayExecutor` 's workers (this process
+    loads the tokenizer only); the file equals a local run's.
     """
     log = log or stderr_log
     out = None if out is None else Path(out)
     check_paths({"--out": out})
-    setup = prepare_run(cfg, model, log)
+    setup = prepare_run(cfg, model, log, executor)
     episodes = [sample_episode(setup.data, s, k=cfg.k, n_test=cfg.n_test) for s in cfg.seeds]
-    model, tokenizer = model_for(cfg, model, tokenizer)
+    model, tokenizer = setup.model_here(cfg, model, tokenizer)
     labels = LabelSet.for_task(setup.task, tokenizer)
     items = [prompt_item(setup.task, tokenizer, labels, ep, t,
                          stopword_variant=cfg.stopword_variant)
              for ep in episodes for t in ep.tests]
-    shape = (int(model.cfg.n_layers), int(model.cfg.n_heads))
+    shape = _shape(model, tokenizer) if executor is None else executor.call(_shape)
     kos = cfg.knockouts()
     units = [u for kn, ko in kos.items()
-             for u in _units(cfg, setup.task.name, model, tokenizer, items, kn, ko, shape)]
+             for u in _units(cfg, setup.task.name, items, kn, ko, shape)]
     expected = set().union(*(u.keys for u in units))
-    with open_store(out, ATTENTION_CSV, setup.identity, setup.sidecar, expected, model,
-                    log) as store:
+    with open_store(out, ATTENTION_CSV, setup.identity, setup.sidecar, expected,
+                    setup.model_info(model), log) as store:
         rows = run_units(store, units, check=lambda r: _check_rows(r, cfg.dtype),
-                         on_unit=on_unit, progress=progress, desc="attention")
+                         on_unit=on_unit, progress=progress, desc="attention",
+                         ctx=UnitContext(model, tokenizer), executor=executor)
         if store is not None and expected <= store.done:
             store.canonicalize([k for kn in kos for k in _ordered_keys(cfg, kn, items, shape)])
     df = store.read() if store is not None else pd.DataFrame(rows, columns=ATTENTION_CSV)
@@ -133,29 +138,35 @@ def _groups(item: Item, count: str) -> list[str]:
     return [g for g, mask in key_groups(item, count).items() if mask.any()]
 
 
-def _units(cfg: AttentionConfig, task: str, model: Any, tokenizer: Any, items: list[Item],
-           kn: str, ko: Knockout | None, shape: tuple[int, int]) -> list[Unit]:
+def _shape(model: Any, tokenizer: Any) -> tuple[int, int]:
+    return int(model.cfg.n_layers), int(model.cfg.n_heads)
+
+
+def _units(cfg: AttentionConfig, task: str, items: list[Item], kn: str, ko: Knockout | None,
+           shape: tuple[int, int]) -> list[Unit]:
     """One unit per fixed batch of test examples of one seed, under one knockout."""
     units = []
     for seed in cfg.seeds:
         mine = [it for it in items if it.meta["seed"] == seed]
         for batch in chunks(mine, cfg.batch_size):
             groups = {it.example_id: _groups(it, cfg.count) for it in batch}
-            keys = frozenset(_ordered_keys(cfg, kn, batch, shape))
-
-            def compute(batch: list[Item] = list(batch),
-                        groups: dict[str, list[str]] = groups) -> list[dict[str, Any]]:
-                df = attention_mass(model, tokenizer, batch, scopes=cfg.scopes, count=cfg.count,
-                                    batch_size=cfg.batch_size, knockout=ko)
-                present = [c in groups[e] for e, c in zip(df["example_id"], df["category"])]
-                df = df[present].assign(knockout=kn, model=cfg.model, task=task, k=cfg.k)
-                df["condition"] = (kn + "|" + df["scope"] + "|L" + df["layer"].astype(str)
-                                   + "|H" + df["head"].astype(str) + "|" + df["category"])
-                return df[list(ATTENTION_CSV)].to_dict("records")
-
             units.append(Unit(f"{kn} seed {seed} {batch[0].example_id}..{batch[-1].example_id}",
-                              keys, compute))
+                              frozenset(_ordered_keys(cfg, kn, batch, shape)),
+                              remote=(attention_unit, (cfg, task, kn, ko, list(batch), groups))))
     return units
+
+
+def attention_unit(ctx: UnitContext, cfg: AttentionConfig, task: str, kn: str,
+                   ko: Knockout | None, batch: list[Item], groups: dict[str, list[str]]
+                   ) -> list[dict[str, Any]]:
+    """The rows of one batch under one knockout, in the process that holds the model."""
+    df = attention_mass(ctx.model, ctx.tokenizer, batch, scopes=cfg.scopes, count=cfg.count,
+                        batch_size=cfg.batch_size, knockout=ko)
+    present = [c in groups[e] for e, c in zip(df["example_id"], df["category"])]
+    df = df[present].assign(knockout=kn, model=cfg.model, task=task, k=cfg.k)
+    df["condition"] = (kn + "|" + df["scope"] + "|L" + df["layer"].astype(str)
+                       + "|H" + df["head"].astype(str) + "|" + df["category"])
+    return df[list(ATTENTION_CSV)].to_dict("records")
 
 
 def _ordered_keys(cfg: AttentionConfig, kn: str, items: Sequence[Item],

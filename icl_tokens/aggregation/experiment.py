@@ -114,18 +114,25 @@ def run_aggregation(
     out: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """Run (or resume) the block rows, and with ``compare`` the same conditions without it.
 
     Returns the rows of both (column ``aggregation``: the block's name or ``none``). With
     ``out``, the block rows go to ``out`` and the comparison rows to :func:`baseline_path`.
+    ``executor``: both runs score on a
+    :class:`~icl_tokens.executors.ray_executor.RayExecutor` 's workers (which load the model
+    once for both).
     """
-    model, tokenizer = model_for(cfg, model, tokenizer)
-    df = run_config(cfg, model=model, tokenizer=tokenizer, out=out, progress=progress, log=log)
+    if executor is None:
+        model, tokenizer = model_for(cfg, model, tokenizer)
+    df = run_config(cfg, model=model, tokenizer=tokenizer, out=out, progress=progress, log=log,
+                    executor=executor)
     if not compare:
         return df
     base = run_config(cfg.baseline(), model=model, tokenizer=tokenizer,
-                      out=None if out is None else baseline_path(out), progress=progress, log=log)
+                      out=None if out is None else baseline_path(out), progress=progress, log=log,
+                      executor=executor)
     base = base.assign(aggregation="none")
     both = pd.concat([base, df], ignore_index=True)
     both.attrs["data"] = df.attrs.get("data")

@@ -20,6 +20,7 @@ learnt, the null without permutations) are empty cells, read back as NaN.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -30,10 +31,11 @@ import pandas as pd
 from ..ablation.knockout import Knockout
 from ..engine.items import Item, LabelSet
 from ..experiments.config import RunConfig
-from ..experiments.runner import data_note, model_for
+from ..experiments.runner import data_note
 from .loop import (
     RunSetup,
     Unit,
+    UnitContext,
     check_paths,
     chunks,
     knockout_set,
@@ -139,6 +141,7 @@ def run_probes(
     cfg: ProbeConfig, *, model: Any = None, tokenizer: Any = None,
     out: str | Path | None = None, progress: bool = True,
     log: Callable[[str], None] | None = None, on_unit: Callable[[str], None] | None = None,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """Run (or resume) a probe run; returns its rows (:func:`probe_columns`).
 
@@ -153,6 +156,10 @@ def run_probes(
         log: Where notes go (data source, resume state); ``None``: stderr.
         on_unit: Called with each finished unit's label (``features icl p0-7``,
             ``fit icl t_out.colon``).
+        executor: Capture the features on a
+            :class:`~icl_tokens.executors.ray_executor.RayExecutor` 's workers (each holds the
+            model; this process loads the tokenizer only, stores the features and fits the
+            probes).
     """
     log = log or stderr_log
     out = None if out is None else Path(out)
@@ -160,10 +167,11 @@ def run_probes(
     check_paths({"--out": out})
     if folder is not None:
         check_paths({"--out": folder / "index.csv"})
-    setup = prepare_run(cfg, model, log)
+    setup = prepare_run(cfg, model, log, executor)
     episodes = probe_episodes(setup.data, list(cfg.seeds), k=cfg.k, n_test=cfg.n_test)
-    model, tokenizer = model_for(cfg, model, tokenizer)
-    layers = cfg.resolved_layers(int(model.cfg.n_layers))
+    model, tokenizer = setup.model_here(cfg, model, tokenizer)
+    layers = cfg.resolved_layers(_n_layers(model, tokenizer) if executor is None
+                                 else executor.call(_n_layers))
     items = probe_items(setup.task, tokenizer, LabelSet.for_task(setup.task, tokenizer),
                         episodes, stopword_variant=cfg.stopword_variant)
     _check_points_exist(items, cfg.positions)
@@ -172,15 +180,16 @@ def run_probes(
                      for p in cfg.positions for la in layers} for kn in kos}
     expected = set().union(*fit_keys.values())
     feature_keys = {feature_key(it, kn) for it in items for kn in kos}
-    with open_store(out, PROBE_CSV, setup.identity, setup.sidecar, expected, model,
-                    log) as store:
+    with open_store(out, PROBE_CSV, setup.identity, setup.sidecar, expected,
+                    setup.model_info(model), log) as store:
         todo = [kn for kn in kos if store is None or not fit_keys[kn] <= store.done]
         with FeatureStore.open(folder if todo else None, setup.identity, setup.sidecar,
                                feature_keys, log) as feats:
-            extract = [u for kn in todo for u in _extract_units(cfg, model, tokenizer, items, kn,
-                                                                 kos[kn], layers, feats)]
+            extract = [u for kn in todo for u in _extract_units(cfg, items, kn, kos[kn], layers,
+                                                                 feats)]
             run_units(feats.index, extract, on_unit=on_unit, progress=progress,
-                      desc="probe features")
+                      desc="probe features", ctx=UnitContext(model, tokenizer),
+                      executor=executor)
             fits = [u for kn in todo for u in _fit_units(cfg, setup, feats, items, kn, layers,
                                                          store, progress)]
             rows = run_units(store, fits, check=_check_rows, on_unit=on_unit,
@@ -220,21 +229,29 @@ def _check_points_exist(items: list[Item], positions: tuple[str, ...]) -> None:
                              "from --positions.")
 
 
-def _extract_units(cfg: ProbeConfig, model: Any, tokenizer: Any, items: list[Item], kn: str,
-                   ko: Knockout | None, layers: tuple[int, ...], feats: FeatureStore
-                   ) -> list[Unit]:
-    """One unit per fixed batch of prompts: capture its points and store them."""
+def _n_layers(model: Any, tokenizer: Any) -> int:
+    return int(model.cfg.n_layers)
+
+
+def _extract_units(cfg: ProbeConfig, items: list[Item], kn: str, ko: Knockout | None,
+                   layers: tuple[int, ...], feats: FeatureStore) -> list[Unit]:
+    """One unit per fixed batch of prompts: capture its points (where the model is) and store
+    them (here)."""
     units = []
     for batch in chunks(items, cfg.batch_size):
-        def compute(batch: list[Item] = list(batch)) -> list[dict[str, Any]]:
-            points = capture_points(model, tokenizer, batch, positions=cfg.positions,
-                                    layers=layers, knockout=ko, batch_size=cfg.batch_size)
-            return feats.save(kn, batch, points)
-
         first, last = batch[0].meta["prompt"], batch[-1].meta["prompt"]
         units.append(Unit(f"features {kn} p{first}-{last}",
-                          frozenset(feature_key(it, kn) for it in batch), compute))
+                          frozenset(feature_key(it, kn) for it in batch),
+                          remote=(capture_unit, (cfg, list(batch), ko, layers)),
+                          then=functools.partial(feats.save, kn, list(batch))))
     return units
+
+
+def capture_unit(ctx: UnitContext, cfg: ProbeConfig, batch: list[Item], ko: Knockout | None,
+                 layers: tuple[int, ...]) -> Any:
+    """The probe points of one batch of prompts, in the process that holds the model."""
+    return capture_points(ctx.model, ctx.tokenizer, batch, positions=cfg.positions,
+                          layers=layers, knockout=ko, batch_size=cfg.batch_size)
 
 
 def _fit_units(cfg: ProbeConfig, setup: RunSetup, feats: FeatureStore, items: list[Item], kn: str,

@@ -21,6 +21,7 @@ A window only changes something when the knockout it places hides something: wit
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Sequence
@@ -186,18 +187,27 @@ def run_layer_windows(
     out: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    executor: Any = None,
 ) -> pd.DataFrame:
-    """Run (or resume) a layer-window sweep; the model is needed first (its layer count)."""
-    model, tokenizer = model_for(cfg, model, tokenizer)
-    n_layers = int(model.cfg.n_layers)
+    """Run (or resume) a layer-window sweep; the model is needed first (its layer count).
+    ``executor``: score on a :class:`~icl_tokens.executors.ray_executor.RayExecutor` 's workers
+    (started here; the layer count is asked of them)."""
+    if executor is None:
+        model, tokenizer = model_for(cfg, model, tokenizer)
+        n_layers = _n_layers(model, tokenizer)
+    else:
+        executor.start(cfg)
+        n_layers = executor.call(_n_layers)
     rows = window_conditions(cfg.conditions, cfg.target,
                              windows(n_layers, cfg.resolved_width(n_layers)))
-
-    def build(ctx: RunContext, ep: Episode) -> list[Item]:
-        return _window_items(ctx, ep, cfg, rows)
-
+    build = functools.partial(_window_items, cfg=cfg, rows=rows)
     return run_experiment(cfg, build, [r.name for r in rows], model=model, tokenizer=tokenizer,
-                          out=out, progress=progress, extra_columns=WINDOW_COLUMNS, log=log)
+                          out=out, progress=progress, extra_columns=WINDOW_COLUMNS, log=log,
+                          executor=executor)
+
+
+def _n_layers(model: Any, tokenizer: Any) -> int:
+    return int(model.cfg.n_layers)
 
 
 def window_curve(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:

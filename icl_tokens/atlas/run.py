@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ from ..engine.items import Item, LabelSet
 from ..engine.prefix_cache import PrefixCache
 from ..episodes import Episode, sample_episode
 from ..experiments.config import RunConfig
-from ..experiments.runner import data_note, model_for
+from ..experiments.runner import data_note
 from ..prompts import build_prompt
 from ..tasks import TaskSpec
 from .attribution import attribute
@@ -51,8 +51,8 @@ from .items import (
     pos_condition,
 )
 
-__all__ = ["AtlasConfig", "run_atlas", "atlas_columns", "read_atlas", "atlas_prompts",
-           "expected_keys", "TEXT_COLUMNS"]
+__all__ = ["AtlasConfig", "run_atlas", "example_unit", "atlas_columns", "read_atlas",
+           "atlas_prompts", "expected_keys", "TEXT_COLUMNS"]
 
 #: Columns read back as text.
 TEXT_COLUMNS = ("model", "task", "example_id", "condition", "gold", "token", "categories",
@@ -61,6 +61,9 @@ _HEAD = ("model", "task", "seed", "k", "example_id", "condition", "gold", "posit
          "token", "categories", "roles", "base_margin", "margin", "delta_margin",
          "base_prediction", "prediction", "flipped", "attribution", "attribution_atp")
 Key = tuple[str, str, str]
+
+if TYPE_CHECKING:
+    from ..aggregation.loop import UnitContext
 
 
 @dataclass
@@ -182,10 +185,23 @@ def _example(cfg: AtlasConfig, task: TaskSpec, model: Any, tokenizer: Any,
                  at.estimate("atp", cfg.layers), at.seconds)
 
 
+def example_unit(ctx: UnitContext, cfg: AtlasConfig, task: TaskSpec, tp: TokenizedPrompt,
+                 item: Item) -> list[dict[str, Any]]:
+    """One atlas unit (one test example) in the process that holds the model: here, or on an
+    executor's worker; the episode's prefix cache lives in ``ctx.state`` (one per seed)."""
+    cache = ctx.state.setdefault(("prefix", item.meta["seed"]), PrefixCache())
+    return _example(cfg, task, ctx.model, ctx.tokenizer, tp, item, cache)
+
+
+def _check_model(model: Any, tokenizer: Any, cfg: AtlasConfig) -> None:
+    cfg.check_model(model)
+
+
 def run_atlas(cfg: AtlasConfig, *, model: Any = None, tokenizer: Any = None,
               out: str | Path | None = None, progress: bool = True,
               log: Callable[[str], None] | None = None,
-              on_unit: Callable[[str], None] | None = None) -> pd.DataFrame:
+              on_unit: Callable[[str], None] | None = None,
+              executor: Any = None) -> pd.DataFrame:
     """Run (or resume) an atlas and return its rows (:func:`atlas_columns`).
 
     Args:
@@ -195,9 +211,14 @@ def run_atlas(cfg: AtlasConfig, *, model: Any = None, tokenizer: Any = None,
         progress: A progress bar over the examples.
         log: Where notes go (default stderr).
         on_unit: Called with ``seed S example E`` after each example's rows are written.
+        executor: ``None``: compute here; a
+            :class:`~icl_tokens.executors.ray_executor.RayExecutor`: one unit per test example
+            on its workers (each holds the model; this process loads the tokenizer only). The
+            file equals a local run's (floats within 1e-5 where hardware differs).
     """
     from ..aggregation.loop import (
         Unit,
+        UnitContext,
         check_paths,
         open_store,
         prepare_run,
@@ -208,28 +229,26 @@ def run_atlas(cfg: AtlasConfig, *, model: Any = None, tokenizer: Any = None,
     log = log or stderr_log
     out = None if out is None else Path(out)
     check_paths({"--out": out})
-    setup = prepare_run(cfg, model, log)
+    setup = prepare_run(cfg, model, log, executor)
     episodes = [sample_episode(setup.data, s, k=cfg.k, n_test=cfg.n_test) for s in cfg.seeds]
-    model, tokenizer = model_for(cfg, model, tokenizer)
-    cfg.check_model(model)
+    model, tokenizer = setup.model_here(cfg, model, tokenizer)
+    if executor is None:
+        cfg.check_model(model)
+    else:
+        executor.call(_check_model, cfg)
     labels = LabelSet.for_task(setup.task, tokenizer)
     units, order = [], []
     for ep in episodes:
-        cache = PrefixCache()
         for tp, item in atlas_prompts(setup.task, tokenizer, labels, ep, cfg.stopword_variant):
             keys = expected_keys([item])
             order += keys
-
-            def compute(tp: TokenizedPrompt = tp, item: Item = item,
-                        cache: PrefixCache = cache) -> list[dict[str, Any]]:
-                return _example(cfg, setup.task, model, tokenizer, tp, item, cache)
-
             units.append(Unit(f"seed {ep.seed} example {item.example_id}", frozenset(keys),
-                              compute))
+                              remote=(example_unit, (cfg, setup.task, tp, item))))
     columns = atlas_columns(setup.task, cfg.groups)
-    with open_store(out, columns, setup.identity, setup.sidecar, set(order), model,
-                    log) as store:
-        rows = run_units(store, units, on_unit=on_unit, progress=progress, desc="examples")
+    with open_store(out, columns, setup.identity, setup.sidecar, set(order),
+                    setup.model_info(model), log) as store:
+        rows = run_units(store, units, on_unit=on_unit, progress=progress, desc="examples",
+                         ctx=UnitContext(model, tokenizer), executor=executor)
         if store is not None and set(order) <= store.done:
             store.canonicalize(order)
     df = read_atlas(out) if out is not None else _typed(pd.DataFrame(rows, columns=columns))

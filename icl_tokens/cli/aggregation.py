@@ -9,6 +9,7 @@ from typing import Any
 
 from .commands import _output_path
 from .notes import note
+from .options import with_executor
 
 __all__ = ["cmd_windows", "cmd_control"]
 
@@ -55,7 +56,8 @@ def cmd_windows(args: argparse.Namespace) -> int:
     cfg = WindowConfig(**_common(args), conditions=_conditions(args.conditions),
                        target=args.target, width=args.width, block_queries=args.agg_queries,
                        block_scope=args.agg_scope)
-    df = run_layer_windows(cfg, out=out, progress=not args.no_progress, log=note)
+    df = with_executor(args, lambda ex: run_layer_windows(
+        cfg, out=out, progress=not args.no_progress, log=note, executor=ex), log=note)
     metric = "correct"
     print(f"accuracy (%, {args.scoring}) per layer window (target {args.target}); "
           f"{df.attrs.get('data')}:")
@@ -75,7 +77,8 @@ def cmd_control(args: argparse.Namespace) -> int:
     out = _output_path(args.out, "control.csv")
     cfg = RandomControlConfig(**_common(args), conditions=_conditions(args.conditions),
                               draws=args.draws)
-    df = run_random_control(cfg, out=out, progress=not args.no_progress, log=note)
+    df = with_executor(args, lambda ex: run_random_control(
+        cfg, out=out, progress=not args.no_progress, log=note, executor=ex), log=note)
     print(f"accuracy (%, {args.scoring}): each condition beside {args.draws} random draws that "
           f"hide as many demonstration tokens; {df.attrs.get('data')}:")
     print(control_table(df).round(1).to_string())

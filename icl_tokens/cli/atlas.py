@@ -12,13 +12,16 @@ from typing import Any
 
 import pandas as pd
 
+from .notes import note
+from .options import with_executor
+
 __all__ = ["add_atlas_parsers", "cmd_atlas", "cmd_atlas_report", "atlas_summary"]
 
 
 def add_atlas_parsers(sub: Any) -> None:
     """Register ``atlas`` and ``atlas-report`` (from
     :func:`~icl_tokens.cli.parser.build_parser`)."""
-    from .options import _add_common, _batch_size, _int_list
+    from .options import _add_common, _add_executor_options, _batch_size, _int_list
 
     a = sub.add_parser("atlas", help="per-token criticality atlas: one knockout per "
                        "demonstration token (exact margin change) beside a one-pass "
@@ -46,6 +49,7 @@ def add_atlas_parsers(sub: Any) -> None:
                    help="CSV path (resumable: rerun the same command after a kill); a "
                         ".meta.json sidecar is written")
     a.add_argument("--no-progress", action="store_true")
+    _add_executor_options(a)
     a.set_defaults(handler="icl_tokens.cli.atlas:cmd_atlas")
 
     r = sub.add_parser("atlas-report", help="cross-check and roll-ups of atlas CSVs (no model)")
@@ -84,7 +88,9 @@ def cmd_atlas(args: argparse.Namespace) -> int:
                       device_map=args.device_map,
                       layers=None if args.layers is None else tuple(args.layers),
                       groups=_groups(args.groups))
-    df = run_atlas(cfg, out=args.out, progress=not args.no_progress)
+    df = with_executor(args, lambda ex: run_atlas(cfg, out=args.out,
+                                                  progress=not args.no_progress, executor=ex),
+                       log=note)
     print(atlas_summary(df, threshold=args.threshold, mass=args.mass))
     print(f"rows: {args.out}")
     return 0
@@ -109,8 +115,9 @@ def atlas_summary(df: pd.DataFrame, *, threshold: float = 0.1, mass: float = 0.8
     cc = cross_check(df, threshold=threshold)
     parts = [f"atlas ({df.attrs.get('data', 'from CSV')}): {len(df)} tokens, "
              f"{df.groupby(['seed', 'example_id']).ngroups} examples",
-             "\ncross-check (attribution vs exact delta_margin; 95% bootstrap intervals over "
-             f"examples; critical: |delta| > {threshold}):",
+             f"95% intervals: {_design(cc)}",
+             "\ncross-check (attribution vs exact delta_margin; critical: |delta| > "
+             f"{threshold}):",
              _fmt(cc, ["model", "task", "method", "n_examples", "spearman", "top5", "top10",
                        "fnr5", "fnr10", "n_above", "exact_s", "attribution_s", "speedup"]),
              "\nshare of total |delta_margin| by category:",
@@ -126,6 +133,19 @@ def atlas_summary(df: pd.DataFrame, *, threshold: float = 0.1, mass: float = 0.8
                   _fmt(additivity(df), ["task", "group", "n_tokens", "measured", "summed",
                                         "interaction", "interaction_share"])]
     return "\n".join(parts)
+
+
+def _design(cc: pd.DataFrame) -> str:
+    """How the summary's intervals were computed (per task where tasks differ)."""
+    notes = dict(zip(cc["task"], cc["interval"]))
+    if len(set(notes.values())) == 1:
+        what = next(iter(notes.values()))
+    else:
+        what = "; ".join(f"{t}: {n}" for t, n in notes.items())
+    if what.startswith("crossed"):
+        return (f"seeds and test examples crossed ({what[len('crossed t, '):]}): crossed "
+                "random-effects t (ratios linearized)")
+    return what + " — they say nothing about other demonstrations"
 
 
 def _fmt(t: pd.DataFrame, cols: list[str]) -> str:

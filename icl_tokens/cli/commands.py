@@ -173,13 +173,10 @@ def _ablate_config(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
              if c.table and c.label}
 
     def run(cfg: Any, out: Path, progress: bool) -> Any:
-        from .options import executor_from_args
+        from .options import with_executor
 
-        executor = executor_from_args(args, log=note)
-        if executor is None:
-            return run_config(cfg, out=out, progress=progress, log=note)
-        with executor:
-            return run_config(cfg, out=out, progress=progress, log=note, executor=executor)
+        return with_executor(args, lambda ex: run_config(cfg, out=out, progress=progress,
+                                                         log=note, executor=ex), log=note)
 
     return cfg, run, cells
 
@@ -189,17 +186,17 @@ def _aggregation_config(args: argparse.Namespace, rep: dict[str, Any]
     """``ablate --aggregation``: the block rows (and with ``--compare`` the rows without it)."""
     from ..aggregation.experiment import AGGREGATION_CONDITIONS, AggregationConfig, run_aggregation
 
-    if args.executor != "local":
-        raise ValueError("--aggregation runs only with --executor local (its two files are "
-                         "written by one loop); drop --executor ray or use --shard K/N.")
     if rep["conditions"] == ("all",):
         rep["conditions"] = AGGREGATION_CONDITIONS
     cfg = AggregationConfig(**rep, block_queries=args.aggregation, block_scope=args.agg_scope,
                             block_layers=args.agg_layers)
 
     def run(cfg: Any, out: Path, progress: bool) -> Any:
-        return run_aggregation(cfg, compare=args.compare, out=out, progress=progress,
-                               log=note)
+        from .options import with_executor
+
+        return with_executor(args, lambda ex: run_aggregation(
+            cfg, compare=args.compare, out=out, progress=progress, log=note, executor=ex),
+            log=note)
 
     return cfg, run, {}
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-__all__ = ["executor_from_args"]
+T = TypeVar("T")
+
+__all__ = ["executor_from_args", "with_executor"]
 
 
 def _seeds(text: str) -> list[int]:
@@ -106,9 +108,9 @@ def _non_negative_float(text: str) -> float:
 def _add_executor_options(p: argparse.ArgumentParser) -> None:
     """``--executor local|ray`` and the Ray cluster options (docs/scale.md)."""
     p.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="where the work units (a seed and a block of examples each) are scored: "
-                        "here (local, default) or on Ray workers that each load the model once "
-                        "(pip install 'icl_tokens[ray]'); the rows are the same")
+                   help="where the run's work units (e.g. a seed and a block of examples) are "
+                        "computed: here (local, default) or on Ray workers that each load the "
+                        "model once (pip install 'icl_tokens[ray]'); the rows are the same")
     p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
                    help="with --executor ray: join this cluster (default: start a local one)")
     p.add_argument("--ray-workers", type=_positive, default=None,
@@ -149,3 +151,13 @@ def executor_from_args(args: argparse.Namespace, log: Any = None) -> Any:
         raise ValueError("--ray-cpus and --ray-gpus need --executor ray.")
     return make_executor(args.executor, address=args.ray_address, workers=args.ray_workers,
                          num_cpus=args.ray_cpus, num_gpus=args.ray_gpus, log=log)
+
+
+def with_executor(args: argparse.Namespace, run: Callable[[Any], T], log: Any = None) -> T:
+    """``run(executor)`` with the executor the options name (``None`` for local), closed after
+    (its workers stopped) however ``run`` ends."""
+    executor = executor_from_args(args, log=log)
+    if executor is None:
+        return run(None)
+    with executor:
+        return run(executor)

@@ -70,6 +70,7 @@ def _add_aggregation_commands(sub: Any) -> None:
     w.add_argument("--agg-queries", default="all", choices=["all", "t_out", "label", "last_colon"])
     w.add_argument("--agg-scope", default="all", choices=["all", "own"])
     _add_run_options(w, "windows.csv")
+    _add_executor_options(w)
     w.set_defaults(handler="icl_tokens.cli.aggregation:cmd_windows")
 
     c = sub.add_parser("control", help="count-matched random control: hide as many random "
@@ -79,6 +80,7 @@ def _add_aggregation_commands(sub: Any) -> None:
                    default="+template,+stopword,+content,icl-template,icl-stopword,icl-content")
     c.add_argument("--draws", type=_positive, default=5, help="random draws per seed")
     _add_run_options(c, "control.csv")
+    _add_executor_options(c)
     c.set_defaults(handler="icl_tokens.cli.aggregation:cmd_control")
 
 
@@ -112,6 +114,7 @@ def _add_variants_command(sub: Any) -> None:
     v.add_argument("--out", required=True,
                    help="CSV path (resumable), e.g. variants.csv; a .meta.json sidecar is written")
     v.add_argument("--no-progress", action="store_true")
+    _add_executor_options(v)
     v.set_defaults(handler="icl_tokens.cli.variants:cmd_variants")
 
 

@@ -14,6 +14,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .notes import note
+from .options import _add_executor_options, with_executor
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -84,6 +87,7 @@ def _add_run(p: argparse.ArgumentParser, positive: Any) -> None:
     p.add_argument("--figure", default=None,
                    help="also write a figure: PATH.html (offline) and PATH.json")
     p.add_argument("--no-progress", action="store_true")
+    _add_executor_options(p)
 
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,7 +141,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
                       inner_folds=args.inner_folds, probe_seed=args.probe_seed,
                       permutations=args.permutations)
     _figure_paths(args.figure)
-    df = run_probes(cfg, out=args.out, progress=not args.no_progress)
+    df = with_executor(args, lambda ex: run_probes(cfg, out=args.out,
+                                                   progress=not args.no_progress, executor=ex),
+                       log=note)
     print(_probe_summary(df))
     if args.figure:
         from ..plotting.aggregation import probe_curves
@@ -156,7 +162,9 @@ def cmd_attention(args: argparse.Namespace) -> int:
                           scopes=_names(args.scopes, list(QUERY_SCOPES), "attention scopes"),
                           count=args.count, aggregation=args.aggregation)
     _figure_paths(args.figure)
-    df = run_attention(cfg, out=args.out, progress=not args.no_progress)
+    df = with_executor(args, lambda ex: run_attention(cfg, out=args.out,
+                                                      progress=not args.no_progress,
+                                                      executor=ex), log=note)
     print(_attention_summary(df))
     if args.figure:
         from ..plotting.aggregation import mass_heatmap

@@ -14,6 +14,7 @@ import argparse
 from typing import Any
 
 from .notes import note
+from .options import with_executor
 
 __all__ = ["cmd_variants"]
 
@@ -54,7 +55,8 @@ def cmd_variants(args: argparse.Namespace) -> int:
                          tables=_tables(args.tables),
                          numbers=tuple(args.numbers) if args.numbers else (1, 2, 3, 4, 5),
                          conditions=conditions)
-    df = run_variants(cfg, out=out, progress=not args.no_progress, log=note)
+    df = with_executor(args, lambda ex: run_variants(
+        cfg, out=out, progress=not args.no_progress, log=note, executor=ex), log=note)
     metrics = ["correct", "label_correct"] if args.scoring == "generate" else ["label_correct"]
     for metric in metrics:
         if cfg.tables:

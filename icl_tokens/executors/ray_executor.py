@@ -170,15 +170,32 @@ class RayExecutor:
         ray = require_ray()
         run_id = uuid.uuid4().hex
         shared = [ray.put(cfg), ray.put(build_items), ray.put((task, data)), list(extra)]
-        queue, pending = deque(range(len(chunks))), {}
+        self._drive(len(chunks), lambda actor, i: actor.score.remote(
+            run_id, i, *shared, chunks[i], dones[i]), on_result, progress, "units")
+
+    def map_units(self, calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]],
+                  on_result: Callable[[UnitResult], None], *, progress: bool = False,
+                  desc: str = "units") -> None:
+        """Run units given as ``(fn, args)`` (:class:`~icl_tokens.aggregation.loop.Unit`
+        ``.remote``) on the workers: ``fn(UnitContext, *args)``; ``on_result`` gets each
+        :class:`UnitResult` (``index`` = position in ``calls``) as it completes."""
+        run_id = uuid.uuid4().hex
+        self._drive(len(calls), lambda actor, i: actor.run_unit.remote(
+            run_id, i, calls[i][0], calls[i][1]), on_result, progress, desc)
+
+    def _drive(self, n: int, submit_to: Callable[[Any, int], Any],
+               on_result: Callable[[UnitResult], None], progress: bool, desc: str) -> None:
+        """Keep ``in_flight`` units queued on each worker until all ``n`` are done."""
+        if not self._actors:
+            raise RuntimeError("the Ray executor has no workers; call start(cfg) first.")
+        ray = require_ray()
+        queue, pending = deque(range(n)), {}
         stats = [WorkerStats() for _ in self._actors]
         t0, rows = time.perf_counter(), 0
-        bar = _bar(len(chunks), progress)
+        bar = _bar(n, progress, desc)
 
         def submit(a: int) -> None:
-            i = queue.popleft()
-            ref = self._actors[a].score.remote(run_id, i, *shared, chunks[i], dones[i])
-            pending[ref] = a
+            pending[submit_to(self._actors[a], queue.popleft())] = a
 
         try:
             for a in range(len(self._actors)):
@@ -202,7 +219,7 @@ class RayExecutor:
         finally:
             if bar is not None:
                 bar.close()
-        self._summary(len(chunks), rows, time.perf_counter() - t0, stats)
+        self._summary(n, rows, time.perf_counter() - t0, stats)
 
     def _summary(self, units: int, rows: int, wall: float, stats: list[WorkerStats]) -> None:
         busy = sum(s.seconds for s in stats)
@@ -252,14 +269,14 @@ def _count(s: WorkerStats, res: UnitResult) -> None:
     s.hosts.add(res.host)
 
 
-def _bar(total: int, enabled: bool) -> Any:
+def _bar(total: int, enabled: bool, desc: str = "units") -> Any:
     if not enabled or not total:
         return None
     import sys
 
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="units", unit="unit", file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit="unit", file=sys.stderr)
 
 
 def _cause(e: Any) -> BaseException:

@@ -63,6 +63,7 @@ class ModelWorker:
         self._ctx: Any = None
         self._cache: tuple[Any, Any] = (None, None)
         self._sizer: Any = None
+        self._unit_ctx: Any = None
 
     def facts(self) -> dict[str, Any]:
         """The device, model info, process id, host and model load time of this worker."""
@@ -78,6 +79,21 @@ class ModelWorker:
         os.environ.update(env)
         return fn(self.model, self.tokenizer, *args)
 
+    def run_unit(self, run_id: str, index: int, fn: Callable[..., Any],
+                 args: tuple[Any, ...]) -> UnitResult:
+        """The rows of a unit given as a module-level ``fn(UnitContext, *args)``
+        (:class:`~icl_tokens.aggregation.loop.Unit` ``.remote``); the context's ``state`` lives
+        as long as the run."""
+        from ..aggregation.loop import UnitContext
+
+        t0 = time.perf_counter()
+        if self._run != run_id or self._unit_ctx is None:
+            self._run = run_id
+            self._unit_ctx = UnitContext(self.model, self.tokenizer)
+        rows = fn(self._unit_ctx, *args)
+        return UnitResult(index, rows, time.perf_counter() - t0, os.getpid(),
+                          socket.gethostname(), 0, [])
+
     def score(self, run_id: str, index: int, cfg: Any, build_items: Callable[..., Any],
               task_data: tuple[Any, Any], extra: Sequence[str], chunk: Any,
               done: frozenset[tuple[str, str]]) -> UnitResult:
@@ -89,7 +105,7 @@ class ModelWorker:
         from ..experiments.runner import RunContext, score_chunk
 
         t0 = time.perf_counter()
-        if self._run != run_id:  # a new run: its context, one batch sizer, fresh caches
+        if self._run != run_id or self._ctx is None:  # a new run: context, sizer, caches
             task, data = task_data
             self._run = run_id
             self._ctx = RunContext(task, data, self.tokenizer,
