@@ -44,7 +44,7 @@ import os
 SMOKE = os.environ.get("ICL_TOKENS_SMOKE", "0") == "1"
 MODEL = "gemma-3-270m"  # change this one line to rerun the notebook on another model
 TASK = "sst2"
-SEEDS = [0] if SMOKE else [0, 1]
+SEEDS = [0] if SMOKE else [0, 1, 2]  # >= 3 seeds: intervals over demonstrations too
 N_TEST = 2 if SMOKE else 20  # test examples per seed
 K = 2 if SMOKE else 4  # demonstrations
 SCORING = "label"  # which prediction "flipped" compares: "label" or "generate"
@@ -62,7 +62,7 @@ SOLUTIONS = SMOKE  # run the exercises' folded solutions through their checkers 
 # demonstration for SST-2), batched on the cached engine: the demonstrations are computed once
 # per seed and each knockout re-runs only the test example's tokens. The attribution is one
 # forward and one backward pass per example, whatever the number of tokens. The run below
-# prints both wall times; with the defaults (2 seeds × 20 examples, k = 4) expect minutes on a
+# prints both wall times; with the defaults (3 seeds × 20 examples, k = 4) expect minutes on a
 # CPU, not seconds.
 
 # %% [markdown]
@@ -215,8 +215,10 @@ if check_token_knockout(token_knockout) and LAYERS is None:
 # `delta_margin`, the **top-k overlap** (how many of the k tokens with the largest exact
 # |effect| are among the estimate's k largest), and the **false-negative rate** (tokens with
 # exact |effect| > `THRESHOLD` that the estimate ranks outside its top k, over all such
-# tokens). Means over examples with 95 % bootstrap intervals (examples resampled); with few
-# examples the intervals are wide or undefined (`nan`).
+# tokens). Every seed scores the same test examples, so seeds and examples are crossed random
+# factors: means get the crossed random-effects t interval, and pooled rates the same after
+# linearization; the `interval` column names the method. With one seed (the small setting) the interval covers the examples only, and with few
+# examples it is wide or undefined (`nan`).
 #
 # `attribution` is the gradient of the margin with respect to a gate on each key's attention
 # (the first-order effect of removing it); `attribution_atp` computes each layer's

@@ -5,20 +5,23 @@ with ``delta_margin``; the top-k overlap (the share of the k tokens with the lar
 ``|delta_margin|`` that are among the k with the largest ``|attribution|``); and the false
 negatives (tokens whose exact ``|delta_margin|`` exceeds ``threshold`` but which the attribution
 ranks outside its top k). Summaries average the per-example values (the false-negative rate is
-pooled: false negatives / tokens above the threshold) with **percentile bootstrap intervals over
-test examples** (examples resampled with replacement; the tokens of an example stay together),
-and report each method's mean wall time per example.
+pooled: false negatives / tokens above the threshold) with **intervals that fit the design**,
+seeds x test examples crossed (:mod:`~icl_tokens.atlas.intervals`: the crossed t interval for
+means, the linearized crossed t for the pooled rate; one seed: a bootstrap over examples, said
+so in the ``interval`` column), and report each method's mean wall time per example.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from .intervals import design_note, layout_of, mean_interval, ratio_interval
+
 __all__ = ["spearman", "top_k_overlap", "false_negatives", "per_example", "cross_check",
-           "bootstrap_interval", "EXAMPLE", "ATTRIBUTIONS", "DEFAULT_THRESHOLD"]
+           "EXAMPLE", "ATTRIBUTIONS", "DEFAULT_THRESHOLD"]
 
 #: Columns identifying one test example.
 EXAMPLE = ["model", "task", "seed", "example_id"]
@@ -82,60 +85,32 @@ def per_example(df: pd.DataFrame, method: str = "attribution", ks: Sequence[int]
     return pd.DataFrame(out)
 
 
-def bootstrap_interval(n_units: int, stat: Callable[[np.ndarray], float], *,
-                       n_boot: int = 2000, level: float = 0.95, seed: int = 0
-                       ) -> tuple[float, float, float]:
-    """``(estimate, lo, hi)``: ``stat`` of all units and its percentile bootstrap interval
-    (units resampled with replacement; ``stat`` takes an index array)."""
-    if n_units < 1:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    est = stat(np.arange(n_units))
-    draws = np.array([stat(rng.integers(0, n_units, n_units)) for _ in range(n_boot)])
-    draws = draws[np.isfinite(draws)]
-    if not draws.size:
-        return est, float("nan"), float("nan")
-    a = (1 - level) / 2
-    return est, float(np.quantile(draws, a)), float(np.quantile(draws, 1 - a))
-
-
-def _mean_of(values: np.ndarray) -> Callable[[np.ndarray], float]:
-    def stat(idx: np.ndarray) -> float:
-        v = values[idx]
-        v = v[np.isfinite(v)]
-        return float(v.mean()) if v.size else float("nan")
-    return stat
-
-
-def _ratio_of(num: np.ndarray, den: np.ndarray) -> Callable[[np.ndarray], float]:
-    def stat(idx: np.ndarray) -> float:
-        d = den[idx].sum()
-        return float(num[idx].sum() / d) if d else float("nan")
-    return stat
-
-
 def cross_check(df: pd.DataFrame, methods: Sequence[str] = ATTRIBUTIONS,
                 ks: Sequence[int] = (5, 10), threshold: float = DEFAULT_THRESHOLD, *,
                 n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Per (model, task, method): each measure with its bootstrap interval over examples.
+    """Per (model, task, method): each measure with its design interval.
 
-    Columns: ``model, task, method, n_examples, threshold``, per measure ``<m>``, ``<m>_lo``,
-    ``<m>_hi`` (``spearman``, ``top<k>``, ``fnr<k>``), ``n_above``, ``exact_s``,
-    ``attribution_s`` (mean seconds per example) and ``speedup`` (their ratio).
+    Columns: ``model, task, method, n_seeds, n_examples, threshold``, per measure ``<m>``,
+    ``<m>_lo``, ``<m>_hi`` (``spearman``, ``top<k>``, ``fnr<k>``), ``interval`` (the method;
+    :mod:`~icl_tokens.atlas.intervals`),
+    ``n_above``, ``exact_s``, ``attribution_s`` (mean seconds per example) and ``speedup``
+    (their ratio).
     """
     out = []
+    opts = dict(level=level, n_boot=n_boot, seed=seed)
     for method in methods:
         pe = per_example(df, method, ks, threshold)
         for (model, task), g in pe.groupby(["model", "task"], sort=False):
+            lay = layout_of(g)
             row: dict[str, object] = {"model": model, "task": task, "method": method,
-                                      "n_examples": len(g), "threshold": threshold}
-            stats = {"spearman": _mean_of(g["spearman"].to_numpy(float))}
-            stats |= {f"top{k}": _mean_of(g[f"top{k}"].to_numpy(float)) for k in ks}
+                                      "n_seeds": lay.n_seeds, "n_examples": len(g),
+                                      "threshold": threshold, "interval": design_note(lay)}
+            for name in ["spearman"] + [f"top{k}" for k in ks]:
+                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = mean_interval(g, name, **opts)
             above = g["n_above"].to_numpy(float)
-            stats |= {f"fnr{k}": _ratio_of(g[f"fn{k}"].to_numpy(float), above) for k in ks}
-            for name, stat in stats.items():
-                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_interval(
-                    len(g), stat, n_boot=n_boot, level=level, seed=seed)
+            for k in ks:
+                row[f"fnr{k}"], row[f"fnr{k}_lo"], row[f"fnr{k}_hi"] = ratio_interval(
+                    g, g[f"fn{k}"].to_numpy(float), above, **opts)
             row["n_above"] = int(above.sum())
             row["exact_s"] = float(g["exact_s"].mean())
             row["attribution_s"] = float(g["attribution_s"].mean())

@@ -7,10 +7,11 @@
 * :func:`additivity`: the sum of a category knockout's single-token effects against the
   measured category knockout (``group_<g>``): ``interaction = measured - sum``.
 
-Every mean comes with a percentile bootstrap interval over test examples
-(:func:`~icl_tokens.atlas.crosscheck.bootstrap_interval`). Categories are a token's exact set
-(``template|stopword`` is its own group, so shares add up to 1); roles drop the demonstration
-number (``demo_3.t_out.colon`` → ``t_out.colon``, a label word is ``d_out``).
+Every mean comes with an interval that fits the design, seeds x test examples crossed
+(:mod:`~icl_tokens.atlas.intervals`; the method is in each summary's ``interval`` column).
+Categories are a token's exact set (``template|stopword`` is its own group, so shares add up
+to 1); roles drop the demonstration number (``demo_3.t_out.colon`` → ``t_out.colon``, a label
+word is ``d_out``).
 
     >>> role_kind("demo_2.d_in.text|demo_2.t_in.newline")
     'd_in.text|t_in.newline'
@@ -24,7 +25,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .crosscheck import EXAMPLE, bootstrap_interval
+from .crosscheck import EXAMPLE
+from .intervals import design_note, layout_of, mean_interval, ratio_interval
 
 __all__ = ["role_kind", "effect_shares", "concentration", "additivity", "BY"]
 
@@ -46,20 +48,15 @@ def _groups(df: pd.DataFrame, by: str) -> pd.Series:
 
 def _summarise(per: pd.DataFrame, cols: Sequence[str], keys: Sequence[str], *,
                n_boot: int, level: float) -> pd.DataFrame:
-    """Mean of ``cols`` over examples per ``keys`` with bootstrap intervals."""
+    """Mean of ``cols`` over seeds and examples per ``keys`` with design intervals."""
     out = []
     for key, g in per.groupby(list(keys), sort=False):
-        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)), n_examples=len(g))
+        lay = layout_of(g)
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)),
+                   n_seeds=lay.n_seeds, n_examples=len(g), interval=design_note(lay))
         for c in cols:
-            v = g[c].to_numpy(float)
-
-            def stat(idx: np.ndarray, v: np.ndarray = v) -> float:
-                x = v[idx]
-                x = x[np.isfinite(x)]
-                return float(x.mean()) if x.size else float("nan")
-
-            row[c], row[f"{c}_lo"], row[f"{c}_hi"] = bootstrap_interval(
-                len(g), stat, n_boot=n_boot, level=level)
+            row[c], row[f"{c}_lo"], row[f"{c}_hi"] = mean_interval(g, c, n_boot=n_boot,
+                                                                   level=level)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -129,7 +126,7 @@ def additivity(df: pd.DataFrame, groups: Sequence[str] | None = None, *, n_boot:
                level: float = 0.95) -> pd.DataFrame:
     """Per (model, task, group): mean ``measured`` category effect, mean ``summed`` single-token
     effect of its tokens, mean ``interaction`` (measured - summed), and ``interaction_share``
-    (mean interaction / mean |measured|, its interval from the same bootstrap)."""
+    (mean interaction / mean |measured|, a ratio with its linearized design interval)."""
     if groups is None:
         groups = [c[len("group_"):] for c in df.columns if c.startswith("group_")]
     if not groups:
@@ -147,20 +144,17 @@ def additivity(df: pd.DataFrame, groups: Sequence[str] | None = None, *, n_boot:
                     "summed": float(e["delta_margin"][e[f"in_{g}"] == 1].sum()),
                     "n_tokens": int((e[f"in_{g}"] == 1).sum())}), include_groups=False)
             per["interaction"] = per["measured"] - per["summed"]
-            row = {"model": model, "task": task, "group": g, "n_examples": len(per),
-                   "n_tokens": float(per["n_tokens"].mean())}
+            per = per.reset_index()
+            lay = layout_of(per)
+            row = {"model": model, "task": task, "group": g, "n_seeds": lay.n_seeds,
+                   "n_examples": len(per), "n_tokens": float(per["n_tokens"].mean()),
+                   "interval": design_note(lay)}
             for c in ("measured", "summed", "interaction"):
-                v = per[c].to_numpy(float)
-                row[c], row[f"{c}_lo"], row[f"{c}_hi"] = bootstrap_interval(
-                    len(v), lambda i, v=v: float(v[i].mean()), n_boot=n_boot, level=level)
-            inter, meas = per["interaction"].to_numpy(float), per["measured"].to_numpy(float)
+                row[c], row[f"{c}_lo"], row[f"{c}_hi"] = mean_interval(per, c, n_boot=n_boot,
+                                                                       level=level)
             row["interaction_share"], row["interaction_share_lo"], row["interaction_share_hi"] = \
-                bootstrap_interval(len(per), lambda i: _share(inter[i], meas[i]),
-                                   n_boot=n_boot, level=level)
+                ratio_interval(per, per["interaction"].to_numpy(float),
+                               per["measured"].abs().to_numpy(float), n_boot=n_boot,
+                               level=level)
             out.append(row)
     return pd.DataFrame(out)
-
-
-def _share(inter: np.ndarray, measured: np.ndarray) -> float:
-    den = np.abs(measured).mean()
-    return float(inter.mean() / den) if den else float("nan")

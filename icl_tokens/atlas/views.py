@@ -224,6 +224,6 @@ def rollup_bars(shares: pd.DataFrame, *, by: str = "categories",
     fig.update_layout(
         barmode="group", template="plotly_white", height=140 + 34 * len(groups),
         title=title or "where the effect sits: share of |effect| beside share of tokens",
-        xaxis_title="share (mean over test examples; bars: 95% bootstrap interval)",
+        xaxis_title="share (mean over seeds and test examples; bars: 95% interval)",
         yaxis={"title": _GROUP_WORDS.get(by, by), "autorange": "reversed"})
     return fig
