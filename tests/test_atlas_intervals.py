@@ -135,3 +135,18 @@ def test_pigeonhole_where_cells_are_undefined():
     assert mean == pytest.approx(np.nanmean(m)) and lo < mean < hi
     r, rlo, rhi = ratio_interval(_per(m), _per(m)["v"].to_numpy(), np.ones(30), n_boot=400)
     assert r == pytest.approx(np.nanmean(m)) and rlo < r < rhi
+
+
+def test_intervals_stay_inside_the_statistics_range():
+    """Three seeds that disagree widely: the t half-width exceeds the distance to 0 and 1, and
+    the reported interval is cut to the range a share or a correlation can take."""
+    rng = np.random.default_rng(5)
+    m = np.clip(0.5 + _crossed(rng, 3, 6, sd_seed=0.4, sd_ex=0.05, sd_res=0.05), 0, 1)
+    raw = mean_interval(_per(m), "v")
+    cut = mean_interval(_per(m), "v", bounds=(0.0, 1.0))
+    assert raw[1] < 0 or raw[2] > 1
+    assert 0.0 <= cut[1] <= cut[0] <= cut[2] <= 1.0
+    shares = effect_shares(_atlas(3, 6, seed=1), n_boot=200)
+    assert (shares["share_lo"] >= 0).all() and (shares["share_hi"] <= 1).all()
+    cc = cross_check(_atlas(3, 6, seed=1), n_boot=200)
+    assert (cc["spearman_hi"] <= 1).all() and (cc["fnr10_lo"] >= 0).all()

@@ -106,11 +106,12 @@ def cross_check(df: pd.DataFrame, methods: Sequence[str] = ATTRIBUTIONS,
                                       "n_seeds": lay.n_seeds, "n_examples": len(g),
                                       "threshold": threshold, "interval": design_note(lay)}
             for name in ["spearman"] + [f"top{k}" for k in ks]:
-                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = mean_interval(g, name, **opts)
+                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = mean_interval(
+                    g, name, bounds=(-1.0, 1.0) if name == "spearman" else (0.0, 1.0), **opts)
             above = g["n_above"].to_numpy(float)
             for k in ks:
                 row[f"fnr{k}"], row[f"fnr{k}_lo"], row[f"fnr{k}_hi"] = ratio_interval(
-                    g, g[f"fn{k}"].to_numpy(float), above, **opts)
+                    g, g[f"fn{k}"].to_numpy(float), above, bounds=(0.0, 1.0), **opts)
             row["n_above"] = int(above.sum())
             row["exact_s"] = float(g["exact_s"].mean())
             row["attribution_s"] = float(g["attribution_s"].mean())

@@ -20,8 +20,10 @@ new examples, as for accuracies (:mod:`icl_tokens.analysis.inference`).
 * One seed, or seeds that scored different examples: a percentile bootstrap over the rows
   (examples), labelled as such: it says nothing about other demonstrations.
 
-:func:`design_note` names the method an interval used; summaries carry it in an ``interval``
-column.
+Intervals are cut to the range the statistic can take where the caller gives it (a share to
+[0, 1], a correlation to [-1, 1]): a t interval knows nothing of that range, and with 3 seeds its
+half-width can exceed the distance to a bound. :func:`design_note` names the method an interval
+used; summaries carry it in an ``interval`` column.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from jaxtyping import Float
 
 from ..analysis.inference import crossed_mean
 
-__all__ = ["Layout", "layout_of", "mean_interval", "ratio_interval", "ratio_of_sums",
+__all__ = ["Layout", "layout_of", "mean_interval", "ratio_interval", "ratio_of_sums", "clip",
            "design_note", "example_bootstrap", "pigeonhole"]
 
 Interval = tuple[float, float, float]
@@ -116,20 +118,30 @@ def _nanmean(v: np.ndarray) -> float:
     return float(v.mean()) if v.size else math.nan
 
 
+def clip(iv: Interval, bounds: tuple[float, float] | None) -> Interval:
+    """The interval cut to the statistic's range (e.g. a share cannot leave [0, 1])."""
+    if bounds is None:
+        return iv
+    est, lo, hi = iv
+    return est, max(lo, bounds[0]), min(hi, bounds[1])
+
+
 def mean_interval(per: pd.DataFrame, column: str, *, level: float = 0.95,
-                  n_boot: int = 2000, seed: int = 0) -> Interval:
-    """The mean of ``per[column]`` over examples (and seeds) with its design interval."""
+                  n_boot: int = 2000, seed: int = 0,
+                  bounds: tuple[float, float] | None = None) -> Interval:
+    """The mean of ``per[column]`` over examples (and seeds) with its design interval, cut to
+    ``bounds`` (the range the statistic can take) where given."""
     lay = layout_of(per)
     v = per[column].to_numpy(float)
     if not lay.crossed:
-        return example_bootstrap(len(v), lambda i: _nanmean(v[i]), n_boot=n_boot, level=level,
-                                 seed=seed)
+        return clip(example_bootstrap(len(v), lambda i: _nanmean(v[i]), n_boot=n_boot,
+                                      level=level, seed=seed), bounds)
     m = lay.matrix(v)
     if np.isfinite(m).all():
         est = crossed_mean(m, level=level)
-        return est.mean, est.ci_low, est.ci_high
-    return pigeonhole(lay, lambda s, e: _nanmean(m[np.ix_(s, e)].ravel()), n_boot=n_boot,
-                      level=level, seed=seed)
+        return clip((est.mean, est.ci_low, est.ci_high), bounds)
+    return clip(pigeonhole(lay, lambda s, e: _nanmean(m[np.ix_(s, e)].ravel()),
+                           n_boot=n_boot, level=level, seed=seed), bounds)
 
 
 def ratio_of_sums(num: np.ndarray, den: np.ndarray) -> float:
@@ -140,22 +152,23 @@ def ratio_of_sums(num: np.ndarray, den: np.ndarray) -> float:
 
 
 def ratio_interval(per: pd.DataFrame, num: np.ndarray, den: np.ndarray, *,
-                   level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Interval:
+                   level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+                   bounds: tuple[float, float] | None = None) -> Interval:
     """``R = sum(num) / sum(den)`` over the rows of ``per`` with its design interval: on a
     complete crossed layout the linearized crossed t interval, with undefined cells the
-    pigeonhole bootstrap, otherwise a bootstrap over the rows."""
+    pigeonhole bootstrap, otherwise a bootstrap over the rows; cut to ``bounds``."""
     num, den = np.asarray(num, float), np.asarray(den, float)
     lay = layout_of(per)
     if not lay.crossed:
-        return example_bootstrap(len(num), lambda i: ratio_of_sums(num[i], den[i]),
-                                 n_boot=n_boot, level=level, seed=seed)
+        return clip(example_bootstrap(len(num), lambda i: ratio_of_sums(num[i], den[i]),
+                                      n_boot=n_boot, level=level, seed=seed), bounds)
     mn, md = lay.matrix(num), lay.matrix(den)
     r = ratio_of_sums(num, den)
     if not (np.isfinite(mn).all() and np.isfinite(md).all()) or not math.isfinite(r):
-        return pigeonhole(lay, lambda s, e: ratio_of_sums(mn[np.ix_(s, e)].ravel(),
-                                                          md[np.ix_(s, e)].ravel()),
-                          n_boot=n_boot, level=level, seed=seed)
+        return clip(pigeonhole(lay, lambda s, e: ratio_of_sums(mn[np.ix_(s, e)].ravel(),
+                                                               md[np.ix_(s, e)].ravel()),
+                               n_boot=n_boot, level=level, seed=seed), bounds)
     est = crossed_mean((mn - r * md) / md.mean(), level=level)
     if not math.isfinite(est.ci_low):
         return r, math.nan, math.nan
-    return r, r + est.ci_low, r + est.ci_high
+    return clip((r, r + est.ci_low, r + est.ci_high), bounds)

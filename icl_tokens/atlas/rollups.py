@@ -19,6 +19,7 @@ word is ``d_out``).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Sequence
 
@@ -46,6 +47,11 @@ def _groups(df: pd.DataFrame, by: str) -> pd.Series:
     return df["categories"].astype(str) if by == "categories" else df["roles"].map(role_kind)
 
 
+#: The range of each summarised statistic (intervals are cut to it).
+_BOUNDS = {"share": (0.0, 1.0), "token_share": (0.0, 1.0), "carrier_share": (0.0, 1.0),
+           "n_tokens": (0.0, math.inf), "carriers": (0.0, math.inf)}
+
+
 def _summarise(per: pd.DataFrame, cols: Sequence[str], keys: Sequence[str], *,
                n_boot: int, level: float) -> pd.DataFrame:
     """Mean of ``cols`` over seeds and examples per ``keys`` with design intervals."""
@@ -55,8 +61,8 @@ def _summarise(per: pd.DataFrame, cols: Sequence[str], keys: Sequence[str], *,
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)),
                    n_seeds=lay.n_seeds, n_examples=len(g), interval=design_note(lay))
         for c in cols:
-            row[c], row[f"{c}_lo"], row[f"{c}_hi"] = mean_interval(g, c, n_boot=n_boot,
-                                                                   level=level)
+            row[c], row[f"{c}_lo"], row[f"{c}_hi"] = mean_interval(
+                g, c, n_boot=n_boot, level=level, bounds=_BOUNDS.get(c))
         out.append(row)
     return pd.DataFrame(out)
 
