@@ -73,10 +73,7 @@ class AttentionConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.k < 1:
-            raise ValueError("attention reads demonstrations: use --k >= 1.")
-        if self.shard is not None:
-            raise ValueError("an attention run cannot be sharded; drop --shard.")
+        self.one_run_over_demonstrations("an attention run")
         self.scopes = tuple(self.scopes)
         bad = [s for s in self.scopes if s not in QUERY_SCOPES]
         if bad or not self.scopes:

@@ -95,13 +95,9 @@ class ProbeConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.k < 1:
-            raise ValueError("probes read demonstrations: use --k >= 1.")
+        self.one_run_over_demonstrations("a probe run", " (its fits need every prompt)")
         if self.scoring != "label":
             raise ValueError("probes read the model's label prediction: use scoring='label'.")
-        if self.shard is not None:
-            raise ValueError("a probe run cannot be sharded (its fits need every prompt); "
-                             "drop --shard.")
         self.positions = tuple(check_positions(self.positions))
         if self.layers is not None:
             self.layers = tuple(int(x) for x in self.layers)

@@ -84,10 +84,7 @@ class AtlasConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.k < 1:
-            raise ValueError("the atlas knocks out demonstration tokens: use --k >= 1.")
-        if self.shard is not None:
-            raise ValueError("an atlas run cannot be sharded; drop --shard.")
+        self.one_run_over_demonstrations("an atlas run")
         if self.layers is not None:
             if not self.layers:
                 raise ValueError("layers is empty; pass None for all layers.")

@@ -86,6 +86,34 @@ def _save(t: Tensor, hook: Any, *, name: str, rows: list[np.ndarray], lens: list
     return t
 
 
+def _check_names(model: Any, names: Sequence[str]) -> list[str]:
+    """The hook names, refused when empty or not hook points of ``model``."""
+    names = list(names)
+    if not names:
+        raise ValueError("give at least one hook name, e.g. 'blocks.0.hook_resid_post'.")
+    hook_dict = getattr(model, "hook_dict", {})
+    missing = [n for n in names if n not in hook_dict]
+    if missing:
+        raise KeyError(f"model has no hook points {missing[:3]}; e.g. 'blocks.0.hook_resid_post', "
+                       "'blocks.0.attn.hook_pattern'.")
+    return names
+
+
+def _right_padded(chunk: Sequence[Item], pad_id: int, device: torch.device
+                  ) -> tuple[Tensor, Tensor, list[np.ndarray]]:
+    """Token ids ``[batch, width]`` padded on the right, their attention mask, and each row's
+    column → prompt position (-1 for padding)."""
+    width = max(len(it) for it in chunk)
+    ids = torch.full((len(chunk), width), pad_id, dtype=torch.long, device=device)
+    attn = torch.zeros((len(chunk), width), dtype=torch.long, device=device)
+    cols = []
+    for r, it in enumerate(chunk):
+        ids[r, : len(it)] = torch.tensor(it.input_ids, device=device)
+        attn[r, : len(it)] = 1
+        cols.append(np.concatenate([np.arange(len(it)), np.full(width - len(it), -1)]))
+    return ids, attn, cols
+
+
 def iter_captures(
     model: Any,
     tokenizer: Any,
@@ -110,14 +138,7 @@ def iter_captures(
         apply_knockouts: Run under each item's knockout (default) or without.
         dtype: Cast captured tensors (e.g. ``torch.float16`` to halve memory).
     """
-    names = list(names)
-    if not names:
-        raise ValueError("give at least one hook name, e.g. 'blocks.0.hook_resid_post'.")
-    hook_dict = getattr(model, "hook_dict", {})
-    missing = [n for n in names if n not in hook_dict]
-    if missing:
-        raise KeyError(f"model has no hook points {missing[:3]}; e.g. 'blocks.0.hook_resid_post', "
-                       "'blocks.0.attn.hook_pattern'.")
+    names = _check_names(model, names)
     pad_id = _pad_id(tokenizer)
     device = torch.device(model.cfg.device)
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
@@ -130,14 +151,7 @@ def iter_captures(
         for s in range(0, len(items), batch_size):
             chunk = list(items[s : s + batch_size])
             ckos = kos[s : s + batch_size]
-            width = max(len(it) for it in chunk)
-            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long, device=device)
-            attn = torch.zeros((len(chunk), width), dtype=torch.long, device=device)
-            cols = []
-            for r, it in enumerate(chunk):
-                ids[r, : len(it)] = torch.tensor(it.input_ids, device=device)
-                attn[r, : len(it)] = 1
-                cols.append(np.concatenate([np.arange(len(it)), np.full(width - len(it), -1)]))
+            ids, attn, cols = _right_padded(chunk, pad_id, device)
             rows = [_select(it, positions) for it in chunk]
             for it, sel in zip(chunk, rows):
                 if len(sel) and (sel.min() < 0 or sel.max() >= len(it)):

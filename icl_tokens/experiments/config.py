@@ -94,6 +94,15 @@ class RunConfig:
     def __post_init__(self) -> None:
         check_common(self)
 
+    def one_run_over_demonstrations(self, what: str, why: str = "") -> None:
+        """Refuse ``k = 0`` and ``--shard`` for a run that reads demonstration tokens and runs
+        as one process (``what``: e.g. ``"an atlas run"``; ``why``: a reason to add)."""
+        if self.k < 1:
+            raise ValueError(f"{what} reads demonstration tokens: use --k >= 1.")
+        if self.shard is not None:
+            raise ValueError(f"{what} cannot be sharded{why}; drop --shard (use --executor ray "
+                             "to spread its units over workers).")
+
     def identity(self) -> dict[str, Any]:
         """The arguments that determine the rows (tuples as lists, the level added)."""
         d = {k: list(v) if isinstance(v, tuple) else v

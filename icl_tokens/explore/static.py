@@ -124,6 +124,21 @@ def _bars(values: Mapping[str, float], colors: Mapping[str, str] | None, scale: 
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _prompt_block(tokens: Sequence[TokenInfo], hid: np.ndarray, tm: np.ndarray | None) -> str:
+    """The legend and the prompt's token spans (with attention bars when ``tm`` is given)."""
+    # bars scaled to the largest demonstration-side token (BOS, an attention sink, would
+    # otherwise flatten every other bar; its own bar is capped at full width)
+    scaled = [i for i, t in enumerate(tokens) if not t.is_test and "bos" not in t.categories]
+    mmax = float(np.nanmax(tm[scaled])) if tm is not None and scaled else 1.0
+    legend = "".join(f'<span class="leg {css_class((c,))}">{html.escape(c)}</span>'
+                     for c in CATEGORY_COLORS if c != "test")
+    legend += '<span class="leg icl-tok test">test example (dashed)</span>'
+    legend += '<span class="leg icl-tok hidden">hidden from the test example</span>'
+    spans = "".join(_token_span(t, bool(hid[i]), None if tm is None else float(tm[i]), mmax)
+                    for i, t in enumerate(tokens))
+    return f'<div class="legend">{legend}</div><div class="tokens">{spans}</div>'
+
+
 def static_view(
     tokens: Sequence[TokenInfo], *,
     hidden: Sequence[bool] | np.ndarray | None = None,
@@ -154,19 +169,9 @@ def static_view(
             raise ValueError(f"{name} has {len(arr)} entries for {n} tokens.")
     hid = np.zeros(n, dtype=bool) if hidden is None else np.asarray(hidden, dtype=bool)
     tm = None if token_mass is None else np.asarray(token_mass, dtype=float)
-    # bars scaled to the largest demonstration-side token (BOS, an attention sink, would
-    # otherwise flatten every other bar; its own bar is capped at full width)
-    scaled = [i for i, t in enumerate(tokens) if not t.is_test and "bos" not in t.categories]
-    mmax = float(np.nanmax(tm[scaled])) if tm is not None and scaled else 1.0
     combos = sorted({color_kinds(t.categories) for t in tokens} |
                     {(c,) for c in CATEGORY_COLORS if c != "test"})
     css = "<style>" + _CSS + category_css(combos) + "</style>"
-    legend = "".join(f'<span class="leg {css_class((c,))}">{html.escape(c)}</span>'
-                     for c in CATEGORY_COLORS if c != "test")
-    legend += '<span class="leg icl-tok test">test example (dashed)</span>'
-    legend += '<span class="leg icl-tok hidden">hidden from the test example</span>'
-    spans = "".join(_token_span(t, bool(hid[i]), None if tm is None else float(tm[i]), mmax)
-                    for i, t in enumerate(tokens))
     parts = [f'<div class="icl-view">{css}']
     if title:
         parts.append(f"<h3>{html.escape(title)}</h3>")
@@ -175,8 +180,7 @@ def static_view(
             f'<tr class="summary" data-name="{html.escape(k)}"><th>{html.escape(k)}</th>'
             f"<td>{html.escape(v)}</td></tr>" for k, v in summary.items()) + "</table>")
     if tokens:
-        parts.append(f'<div class="legend">{legend}</div>')
-        parts.append(f'<div class="tokens">{spans}</div>')
+        parts.append(_prompt_block(tokens, hid, tm))
     if label_probs:
         parts.append("<h4>label-word probabilities</h4>")
         parts.append(_bars(label_probs, None, 1.0, "label"))
