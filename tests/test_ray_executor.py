@@ -5,6 +5,7 @@ error, and the command-line options refuse what would do nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -41,6 +42,24 @@ def _cfg(tiny_dir: Path, **kw):
     base = dict(model=str(tiny_dir), task="sst2", seeds=(0, 1), k=2, n_test=4, scoring="label",
                 chunk_examples=1, conditions=("icl", "zero_shot", "-template"))
     return ABLATE_LEVELS["representation"].config(**{**base, **kw})
+
+
+@contextlib.contextmanager
+def killing_the_first_worker(executor: RayExecutor):
+    """Within the block, SIGKILL the worker process that completes the first unit; yields the
+    list of killed pids."""
+    killed: list[int] = []
+
+    def kill_first(res):
+        if not killed:
+            killed.append(res.pid)
+            os.kill(res.pid, signal.SIGKILL)
+
+    executor.on_unit = kill_first
+    try:
+        yield killed
+    finally:
+        executor.on_unit = None
 
 
 def assert_same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -83,20 +102,10 @@ def test_ray_run_resumes_a_local_partial_file(executor, tiny_dir, data_dir, tmp_
 
 def test_killed_worker_is_restarted_and_nothing_is_lost_or_repeated(executor, tiny_dir,
                                                                    data_dir, tmp_path):
-    killed: list[int] = []
-
-    def kill_first(res):
-        if not killed:
-            killed.append(res.pid)
-            os.kill(res.pid, signal.SIGKILL)
-
     local = run_config(_cfg(tiny_dir), progress=False, log=lambda s: None)
-    executor.on_unit = kill_first
-    try:
+    with killing_the_first_worker(executor) as killed:
         df = run_config(_cfg(tiny_dir), out=tmp_path / "ray.csv", progress=False,
                         log=lambda s: None, executor=executor)
-    finally:
-        executor.on_unit = None
     rows = read_rows(tmp_path / "ray.csv")
     assert killed and not rows.duplicated(KEY).any() and len(rows) == 24
     assert_same_rows(local, rows)
@@ -197,19 +206,9 @@ def test_atlas_equals_local_run_and_survives_a_killed_worker(executor, tiny_dir,
 
     local = run_atlas(_atlas_cfg(tiny_dir), out=tmp_path / "local.csv", progress=False,
                       log=lambda s: None)
-    killed: list[int] = []
-
-    def kill_first(res):
-        if not killed:
-            killed.append(res.pid)
-            os.kill(res.pid, signal.SIGKILL)
-
-    executor.on_unit = kill_first
-    try:
+    with killing_the_first_worker(executor) as killed:
         remote = run_atlas(_atlas_cfg(tiny_dir), out=tmp_path / "ray.csv", progress=False,
                            log=lambda s: None, executor=executor)
-    finally:
-        executor.on_unit = None
     assert killed and executor.runs[-1]["units"] == 4
     _same_csv(tmp_path / "local.csv", tmp_path / "ray.csv", skip=ATLAS_TIMES)
     assert not remote.duplicated(["seed", "example_id", "position"]).any()
