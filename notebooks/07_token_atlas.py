@@ -226,8 +226,9 @@ if check_token_knockout(token_knockout) and LAYERS is None:
 
 # %%
 cc = cross_check(atlas, threshold=THRESHOLD, n_boot=N_BOOT)
-display(cc[["task", "method", "n_examples", "spearman", "spearman_lo", "spearman_hi", "top5",
-            "top10", "fnr5", "fnr10", "n_above", "exact_s", "attribution_s", "speedup"]])
+display(cc[["task", "method", "n_seeds", "n_examples", "interval", "spearman", "spearman_lo",
+            "spearman_hi", "top5", "top10", "fnr5", "fnr10", "n_above", "exact_s",
+            "attribution_s", "speedup"]])
 show(attribution_scatter(atlas), "atlas_scatter")
 
 # %% [markdown]
@@ -313,7 +314,8 @@ def interval(row: pd.Series, col: str) -> str:
 
 
 n_ex = atlas.groupby(["seed", "example_id"]).ngroups
-print(f"{MODEL}, {TASK}, k={K}: {len(atlas)} tokens in {n_ex} test examples")
+print(f"{MODEL}, {TASK}, k={K}: {len(atlas)} tokens in {n_ex} test examples; 95% intervals: "
+      f"{cc['interval'].iloc[0]}")
 for _, r in cc.iterrows():
     print(f"  {r['method']:16s} Spearman {interval(r, 'spearman')}, top-5 overlap "
           f"{interval(r, 'top5')}, {r['speedup']:.0f}x faster than the exact atlas")
