@@ -271,3 +271,30 @@ def test_cli_commands_with_ray_executor(command, executor, tiny_dir, data_dir, t
 
         _same_csv(baseline_path(tmp_path / "local.csv"), baseline_path(tmp_path / "ray.csv"))
     assert "ray: 1 worker(s) loaded" in capsys.readouterr().err
+
+
+def _failing_unit(ctx, name: str) -> list[dict]:
+    raise ValueError(f"example {name}: the prompt is empty; fix the task file.")
+
+
+def test_a_remote_unit_that_fails_stops_run_units_with_its_error(executor, tiny_dir, data_dir,
+                                                                 tmp_path):
+    """The path of atlas, probe and attention (``run_units`` with ``Unit.remote``): a unit that
+    raises on bad input is not retried; the run stops with its one-line error."""
+    import sys
+
+    from icl_tokens.aggregation.loop import Unit, run_units
+
+    here = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(here)  # the worker cannot import a test module
+    try:
+        executor.start(_cfg(tiny_dir))
+        units = [Unit(f"u{i}", frozenset({("0", f"test:{i}", "icl")}),
+                      remote=(_failing_unit, (f"x{i}",))) for i in range(3)]
+        with pytest.raises(ValueError, match=r"^example x\d: the prompt is empty; fix the task"):
+            run_units(None, units, executor=executor)
+        with pytest.raises(ValueError, match="cannot run on a remote executor"):
+            executor.start(_cfg(tiny_dir))
+            run_units(None, [Unit("here", frozenset(), compute=lambda: [])], executor=executor)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(here)
