@@ -24,7 +24,7 @@ from ..engine.items import Item, LabelSet
 from ..episodes import sample_episode
 from ..experiments.config import RunConfig
 from ..experiments.items import prompt_item
-from ..experiments.runner import data_note
+from ..experiments.runner import data_note, on_model
 from .attention_mass import COUNTS, QUERY_SCOPES, attention_mass, key_groups
 from .loop import (
     Unit,
@@ -113,7 +113,7 @@ def run_attention(
     items = [prompt_item(setup.task, tokenizer, labels, ep, t,
                          stopword_variant=cfg.stopword_variant)
              for ep in episodes for t in ep.tests]
-    shape = _shape(model, tokenizer) if executor is None else executor.call(_shape)
+    shape = on_model(executor, model, tokenizer, _shape)
     kos = cfg.knockouts()
     units = [u for kn, ko in kos.items()
              for u in _units(cfg, setup.task.name, items, kn, ko, shape)]

@@ -31,7 +31,7 @@ import pandas as pd
 from ..ablation.knockout import Knockout
 from ..engine.items import Item, LabelSet
 from ..experiments.config import RunConfig
-from ..experiments.runner import data_note
+from ..experiments.runner import data_note, layer_count, on_model
 from .loop import (
     RunSetup,
     Unit,
@@ -166,8 +166,7 @@ def run_probes(
     setup = prepare_run(cfg, model, log, executor)
     episodes = probe_episodes(setup.data, list(cfg.seeds), k=cfg.k, n_test=cfg.n_test)
     model, tokenizer = setup.model_here(cfg, model, tokenizer)
-    layers = cfg.resolved_layers(_n_layers(model, tokenizer) if executor is None
-                                 else executor.call(_n_layers))
+    layers = cfg.resolved_layers(on_model(executor, model, tokenizer, layer_count))
     items = probe_items(setup.task, tokenizer, LabelSet.for_task(setup.task, tokenizer),
                         episodes, stopword_variant=cfg.stopword_variant)
     _check_points_exist(items, cfg.positions)
@@ -223,10 +222,6 @@ def _check_points_exist(items: list[Item], positions: tuple[str, ...]) -> None:
         if not any(PROBE_POSITIONS[p].sel.mask(it).any() for it in items):
             raise ValueError(f"probe position {p!r} matches no token in these prompts; drop it "
                              "from --positions.")
-
-
-def _n_layers(model: Any, tokenizer: Any) -> int:
-    return int(model.cfg.n_layers)
 
 
 def _extract_units(cfg: ProbeConfig, items: list[Item], kn: str, ko: Knockout | None,

@@ -35,7 +35,7 @@ from ..engine.items import Item
 from ..episodes import Episode
 from ..experiments.config import RunConfig
 from ..experiments.items import prompt_item
-from ..experiments.runner import RunContext, model_for, run_experiment
+from ..experiments.runner import RunContext, layer_count, model_for, on_model, run_experiment
 from .block import AggregationBlock
 
 __all__ = ["WindowConfig", "WindowRow", "run_layer_windows", "windows", "window_conditions",
@@ -194,20 +194,14 @@ def run_layer_windows(
     (started here; the layer count is asked of them)."""
     if executor is None:
         model, tokenizer = model_for(cfg, model, tokenizer)
-        n_layers = _n_layers(model, tokenizer)
     else:
         executor.start(cfg)
-        n_layers = executor.call(_n_layers)
-    rows = window_conditions(cfg.conditions, cfg.target,
-                             windows(n_layers, cfg.resolved_width(n_layers)))
+    n = on_model(executor, model, tokenizer, layer_count)
+    rows = window_conditions(cfg.conditions, cfg.target, windows(n, cfg.resolved_width(n)))
     build = functools.partial(_window_items, cfg=cfg, rows=rows)
     return run_experiment(cfg, build, [r.name for r in rows], model=model, tokenizer=tokenizer,
                           out=out, progress=progress, extra_columns=WINDOW_COLUMNS, log=log,
                           executor=executor)
-
-
-def _n_layers(model: Any, tokenizer: Any) -> int:
-    return int(model.cfg.n_layers)
 
 
 def window_curve(df: pd.DataFrame, metric: str = "correct") -> pd.DataFrame:

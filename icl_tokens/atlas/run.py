@@ -37,7 +37,7 @@ from ..engine.items import Item, LabelSet
 from ..engine.prefix_cache import PrefixCache
 from ..episodes import Episode, sample_episode
 from ..experiments.config import RunConfig
-from ..experiments.runner import data_note
+from ..experiments.runner import data_note, model_check, on_model
 from ..prompts import build_prompt
 from ..tasks import TaskSpec
 from .attribution import attribute
@@ -190,10 +190,6 @@ def example_unit(ctx: UnitContext, cfg: AtlasConfig, task: TaskSpec, tp: Tokeniz
     return _example(cfg, task, ctx.model, ctx.tokenizer, tp, item, cache)
 
 
-def _check_model(model: Any, tokenizer: Any, cfg: AtlasConfig) -> None:
-    cfg.check_model(model)
-
-
 def run_atlas(cfg: AtlasConfig, *, model: Any = None, tokenizer: Any = None,
               out: str | Path | None = None, progress: bool = True,
               log: Callable[[str], None] | None = None,
@@ -229,10 +225,7 @@ def run_atlas(cfg: AtlasConfig, *, model: Any = None, tokenizer: Any = None,
     setup = prepare_run(cfg, model, log, executor)
     episodes = [sample_episode(setup.data, s, k=cfg.k, n_test=cfg.n_test) for s in cfg.seeds]
     model, tokenizer = setup.model_here(cfg, model, tokenizer)
-    if executor is None:
-        cfg.check_model(model)
-    else:
-        executor.call(_check_model, cfg)
+    on_model(executor, model, tokenizer, model_check, cfg.check_model)
     labels = LabelSet.for_task(setup.task, tokenizer)
     units, order = [], []
     for ep in episodes:

@@ -269,7 +269,7 @@ def _model(cfg: Any, model: Any, tokenizer: Any, executor: Any,
 
     if executor is not None:
         if validate_model is not None:
-            executor.call(_check_model, validate_model)
+            executor.call(model_check, validate_model)
         return None, None, facts["model_info"]
     model, tokenizer = model_for(cfg, model, tokenizer)
     if validate_model is not None:
@@ -365,8 +365,21 @@ def _score_all(cfg: Any, task: TaskSpec, data: TaskData, episodes: list[Episode]
     return rows
 
 
-def _check_model(model: Any, tokenizer: Any, validate_model: Callable[[Any], None]) -> None:
-    validate_model(model)
+def on_model(executor: Any, model: Any, tokenizer: Any, fn: Callable[..., Any],
+             *args: Any) -> Any:
+    """``fn(model, tokenizer, *args)`` where the run's model is: here (``executor`` None) or on
+    the first worker of a started remote executor (``fn`` module-level, ``args`` picklable)."""
+    return fn(model, tokenizer, *args) if executor is None else executor.call(fn, *args)
+
+
+def model_check(model: Any, tokenizer: Any, check: Callable[[Any], None]) -> None:
+    """``check(model)`` (for :func:`on_model`: a config's ``check_model`` on a worker)."""
+    check(model)
+
+
+def layer_count(model: Any, tokenizer: Any) -> int:
+    """The model's layer count (for :func:`on_model`)."""
+    return int(model.cfg.n_layers)
 
 
 def _score_remote(executor: Any, cfg: Any, task: TaskSpec, data: TaskData,
