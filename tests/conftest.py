@@ -6,7 +6,7 @@ import importlib.util
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -16,6 +16,33 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 if os.environ.get("ICL_TOKENS_DATA_DIR"):
     # The README command passes a relative path; notebooks execute in another folder.
     os.environ["ICL_TOKENS_DATA_DIR"] = os.path.abspath(os.environ["ICL_TOKENS_DATA_DIR"])
+
+
+@pytest.fixture
+def chromium_dom(tmp_path: Path) -> Callable[..., str]:
+    """``dom(page, budget_ms=3000, timeout=120, extra=())``: the DOM headless Chromium renders
+    for an HTML file (``--dump-dom`` after ``budget_ms`` of virtual time), asserting it exited
+    cleanly. The binary is ``icl_tokens.explore.browser.find_chromium`` 's
+    (``ICL_TOKENS_BROWSER`` or the first of its names on PATH); the test skips without one."""
+    import subprocess
+
+    from icl_tokens.explore.browser import BROWSERS, CHROMIUM_ARGS, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no headless browser found (looked for " + ", ".join(BROWSERS) + "); install "
+                    "Debian's chromium (`apt-get install -y chromium`, as .ci/run does) or set "
+                    "ICL_TOKENS_BROWSER to a Chromium/Chrome binary")
+
+    def dom(page: Path, *, budget_ms: int = 3000, timeout: float = 120,
+            extra: tuple[str, ...] = ()) -> str:
+        cmd = [binary, "--headless", *CHROMIUM_ARGS, f"--user-data-dir={tmp_path / 'profile'}",
+               *extra, f"--virtual-time-budget={budget_ms}", "--dump-dom", page.as_uri()]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, f"{binary} failed ({out.returncode}): {out.stderr[-2000:]}"
+        return out.stdout
+
+    return dom
 
 
 #: How to get the SmolLM2 GGUF package; tests that need it skip with this as the reason.

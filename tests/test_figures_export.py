@@ -6,10 +6,7 @@ one copy of plotly.js the export holds. Skips, saying why, without a Chromium/Ch
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,7 +18,6 @@ import pytest
 
 from icl_tokens.plotting import EMBEDDED, use_embedded_renderer
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 PLOTLYJS_BANNER = "* plotly.js v"
 
 CELLS = [
@@ -31,18 +27,6 @@ CELLS = [
     "imshow([[0.0, 1.0], [-1.0, 0.5]], title='first figure').show()",
     "display(imshow([[1.0, 2.0, 3.0]], title='second figure'))",
 ]
-
-
-def _browser() -> str:
-    env = os.environ.get("ICL_TOKENS_BROWSER")
-    if env:
-        return env
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no headless browser found (looked for " + ", ".join(BROWSERS) + "); install "
-                "Debian's chromium (`apt-get install -y chromium`) or set ICL_TOKENS_BROWSER")
 
 
 class _Plots(HTMLParser):
@@ -109,24 +93,19 @@ def _export(tmp_path: Path) -> Path:
     return out
 
 
-def test_exported_notebook_draws_every_figure_in_chromium(tmp_path):
-    browser = _browser()
+def test_exported_notebook_draws_every_figure_in_chromium(tmp_path, chromium_dom):
     page = _export(tmp_path)
     text = page.read_text(encoding="utf-8")
     assert text.count(PLOTLYJS_BANNER) == 1, "plotly.js should be in the page exactly once"
     sources = re.findall(r"<script[^>]*\bsrc=['\"]([^'\"]+)", text)
     assert not [s for s in sources if "plotly" in s], f"plotly.js loaded from {sources}"
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
-           "--dump-dom", page.as_uri()]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, f"{browser} failed ({out.returncode}): {out.stderr[-2000:]}"
+    html = chromium_dom(page, budget_ms=5000, timeout=180)
     dom = _Plots()
-    dom.feed(out.stdout)
+    dom.feed(html)
     assert len(dom.plots) == 2, f"drawn figures: {dom.plots}"
     assert all(p["svg"] >= 1 for p in dom.plots), f"a figure has no .main-svg: {dom.plots}"
     for title in ("first figure", "second figure"):
-        assert title in out.stdout, f"{title!r} was not drawn"
+        assert title in html, f"{title!r} was not drawn"
 
 
 # --- labels a reader can read ------------------------------------------------------------------

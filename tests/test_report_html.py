@@ -6,10 +6,8 @@ markdown rendered, the provenance folded at the end; the same figures as committ
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -25,8 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SMOKE = DOCS / "results" / "smoke-gemma-3-270m"
 FOLDERS = sorted(p.parent for p in (DOCS / "results").glob("*/provenance.json"))
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-
 
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("runs", "report.html", "figures",
@@ -179,30 +175,14 @@ document.body.setAttribute('data-order', first('figure') < first('table') ? 'fig
 </script>"""
 
 
-def _browser() -> str:
-    env = os.environ.get("ICL_TOKENS_BROWSER")
-    if env:
-        return env
-    for name in BROWSERS:
-        if shutil.which(name):
-            return str(shutil.which(name))
-    pytest.skip("no headless browser found (looked for " + ", ".join(BROWSERS) + "); install "
-                "Debian's chromium (`apt-get install -y chromium`) or set ICL_TOKENS_BROWSER")
-
-
-def test_chromium_draws_the_figures_above_the_tables(smoke, tmp_path):
-    browser = _browser()
+def test_chromium_draws_the_figures_above_the_tables(smoke, tmp_path, chromium_dom):
     probe = tmp_path / "probe.html"
     probe.write_text((smoke / "report.html").read_text(encoding="utf-8")
                      .replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
-           "--virtual-time-budget=3000", "--dump-dom", probe.as_uri()]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"{browser} failed ({out.returncode}): {out.stderr[-2000:]}"
-    assert 'data-order="figures-first"' in out.stdout, "the probe did not run or tables lead"
+    html = chromium_dom(probe, extra=("--window-size=1200,900",))
+    assert 'data-order="figures-first"' in html, "the probe did not run or tables lead"
     figures = re.findall(r'<figure id="(table\d+)" data-size="([\d.]+)x([\d.]+)" '
-                         r'data-bars="(\d+)"', out.stdout)
+                         r'data-bars="(\d+)"', html)
     assert len(figures) == len(_page(smoke).figures) > 0
     for fid, w, h, bars in figures:
         assert float(w) > 300 and float(h) > 100, (fid, w, h)

@@ -10,14 +10,10 @@ script installs Debian's ``chromium`` where it can).
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from icl_tokens.categorize import categorize
 from icl_tokens.engine import Item, LabelSet
@@ -26,8 +22,6 @@ from icl_tokens.explore.static import CATEGORY_COLORS, color_kinds
 from icl_tokens.models import gpt2_tokenizer
 from icl_tokens.prompts import build_prompt
 from icl_tokens.tasks import Example, load_task
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 PROBE = """<script>
 for (const el of document.querySelectorAll('.icl-tok[data-pos]')) {
@@ -39,19 +33,6 @@ for (const el of document.querySelectorAll('.icl-tok[data-pos]')) {
 }
 document.body.setAttribute('data-probed', '1');
 </script>"""
-
-
-def _browser() -> str:
-    env = os.environ.get("ICL_TOKENS_BROWSER")
-    if env:
-        return env
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no headless browser found (looked for " + ", ".join(BROWSERS) + "); install "
-                "Debian's chromium (`apt-get install -y chromium`, as .ci/run does) or set "
-                "ICL_TOKENS_BROWSER to a Chromium/Chrome binary")
 
 
 def _rgb(hex_color: str) -> str:
@@ -98,20 +79,15 @@ def _view(tmp_path: Path) -> tuple[Path, list, np.ndarray]:
     return save_view(tmp_path / "view.html", page), tokens, hidden
 
 
-def test_chromium_renders_every_token_with_its_category_colour(tmp_path):
-    browser = _browser()
+def test_chromium_renders_every_token_with_its_category_colour(tmp_path, chromium_dom):
     saved, tokens, hidden = _view(tmp_path)
     probe = tmp_path / "probe.html"
     probe.write_text(saved.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"),
                      encoding="utf-8")
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000",
-           "--dump-dom", probe.as_uri()]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"{browser} failed ({out.returncode}): {out.stderr[-2000:]}"
+    html = chromium_dom(probe)
     dom = _Dom()
-    dom.feed(out.stdout)
-    assert dom.probed, "the probe script did not run; the browser printed:\n" + out.stdout[:500]
+    dom.feed(html)
+    assert dom.probed, "the probe script did not run; the browser printed:\n" + html[:500]
     assert [int(t["data-pos"]) for t in dom.tokens] == list(range(len(tokens)))
     multi = 0
     for t, info in zip(dom.tokens, tokens):
